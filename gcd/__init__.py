@@ -1,0 +1,30 @@
+"""gcd: grammar-constrained decoding with exact token masks.
+
+    g = gcd.Grammar.from_file("grammars/json.lark")
+    compiled = gcd.GrammarCompiler(gcd.Vocabulary.from_hf(tokenizer)).compile(g)
+    m = compiled.matcher()
+    m.fill_bitmask(bitmask, row=0); m.consume_token(token_id); m.is_accepting()
+"""
+from gcd.compiler import CompiledGrammar, GrammarCompiler
+from gcd.errors import GCDError, GrammarError, ParserLimitError, VocabularyError
+from gcd.grammar import Grammar
+from gcd.masks import allocate_token_bitmask, apply_token_bitmask_, bitmask_to_bool
+from gcd.matcher import Matcher
+from gcd.vocab import Vocabulary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CompiledGrammar",
+    "GCDError",
+    "Grammar",
+    "GrammarCompiler",
+    "GrammarError",
+    "Matcher",
+    "ParserLimitError",
+    "Vocabulary",
+    "VocabularyError",
+    "allocate_token_bitmask",
+    "apply_token_bitmask_",
+    "bitmask_to_bool",
+]

@@ -1,0 +1,36 @@
+"""Exceptions raised by gcd. Every error a user can cause is a ``GCDError``."""
+from __future__ import annotations
+
+
+class GCDError(Exception):
+    """Base class of all gcd errors."""
+
+
+class GrammarError(GCDError):
+    """The grammar text cannot be compiled: syntax, undefined names, empty language,
+    a terminal that is not regular, or an automaton over its size cap.
+
+    ``line`` and ``column`` (1-based) point into the grammar text when known;
+    ``terminal`` names the terminal at fault when there is one.
+    """
+
+    def __init__(self, message: str, *, line: int | None = None, column: int | None = None,
+                 terminal: str | None = None, context: str | None = None) -> None:
+        self.line, self.column, self.terminal, self.context = line, column, terminal, context
+        where = []
+        if line is not None:
+            where.append(f"line {line}" + (f", column {column}" if column is not None else ""))
+        if terminal is not None:
+            where.append(f"terminal {terminal}")
+        text = f"{', '.join(where)}: {message}" if where else message
+        if context:
+            text += "\n" + context
+        super().__init__(text)
+
+
+class VocabularyError(GCDError):
+    """A tokenizer's vocabulary cannot be mapped to token bytes."""
+
+
+class ParserLimitError(GCDError):
+    """The general (GLR) parser exceeded its work bound on a highly ambiguous grammar."""

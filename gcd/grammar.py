@@ -1,0 +1,137 @@
+"""``Grammar``: Lark grammar text -> terminals, rules and the byte-level recogniser.
+
+Lark reads the grammar (templates, ``?rule`` inlining, ``%import``, ``%ignore``, priorities);
+gcd keeps what defines the language: the terminals with their regexes and priorities, the
+context-free rules, the ignored terminals and the start symbol.
+"""
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+
+from lark.exceptions import GrammarError as LarkGrammarError
+from lark.exceptions import UnexpectedInput
+from lark.grammar import Rule
+from lark.lexer import TerminalDef
+from lark.load_grammar import load_grammar
+
+from gcd.errors import GrammarError
+
+_RELATIVE_IMPORT = re.compile(r"^\s*%import\s+\.", re.MULTILINE)
+
+
+class Grammar:
+    """A Lark grammar. ``Grammar(text)`` or ``Grammar.from_file(path)``.
+
+    The language is the one Lark's LALR parser reads for conflict-free LALR(1) grammars
+    (contextual, longest-match lexing; ``%ignore`` between terminals); other context-free
+    grammars are parsed generally with the same lexing.
+    """
+
+    def __init__(self, text: str, *, start: str = "start", base_dir: str | Path | None = None) -> None:
+        self.text = text
+        self.start = start
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+        self.terminals, self.rules, self.ignore = _load(text, start, self.base_dir)
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, start: str = "start") -> "Grammar":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise GrammarError(f"cannot read grammar file {path}: {e.strerror or e}") from None
+        return cls(text, start=start, base_dir=path.resolve().parent)
+
+    def __repr__(self) -> str:
+        return f"Grammar({len(self.rules)} rules, {len(self.terminals)} terminals, start={self.start!r})"
+
+    @cached_property
+    def recognizer(self):
+        """The byte-level recogniser (lexer + parser) for this grammar; built on first use."""
+        from gcd.recognizer import Recognizer
+
+        return Recognizer(self)
+
+    @property
+    def is_lalr(self) -> bool:
+        """True when the grammar is LALR(1) (no conflicts in its parse table)."""
+        return self.recognizer.parser.table.is_lalr
+
+    def accepts(self, text: str | bytes) -> bool:
+        """Is ``text`` a complete word of the grammar?"""
+        r = self.recognizer
+        state = r.feed_bytes(r.initial, _as_bytes(text))
+        return state is not None and r.is_accepting(state)
+
+    def accepts_prefix(self, text: str | bytes) -> bool:
+        """Can ``text`` still be completed to a word of the grammar?"""
+        r = self.recognizer
+        state = r.feed_bytes(r.initial, _as_bytes(text))
+        return state is not None and r.is_viable(state)
+
+
+def _as_bytes(text: str | bytes) -> bytes:
+    return text.encode("utf-8") if isinstance(text, str) else bytes(text)
+
+
+def _load(text: str, start: str, base_dir: Path | None) -> tuple[list[TerminalDef], list[Rule], list[str]]:
+    """Terminals, productive rules and ignored terminal names of a Lark grammar."""
+    if not isinstance(text, str):
+        raise TypeError(f"grammar text must be str, not {type(text).__name__}")
+    if base_dir is None and _RELATIVE_IMPORT.search(text):
+        raise GrammarError("a relative %import needs a grammar file: use Grammar.from_file(path)")
+    source = str(base_dir / "<grammar>.lark") if base_dir is not None else "<string>"
+    try:
+        built, _ = load_grammar(text, source, [], False)
+        terminals, rules, ignore = built.compile([start], set())
+    except UnexpectedInput as e:
+        raise GrammarError(f"syntax error in grammar: {_lark_message(e)}", line=e.line, column=e.column,
+                           context=e.get_context(text).rstrip()) from None
+    except (LarkGrammarError, KeyError, AssertionError) as e:
+        line = _line_of(text, str(e))
+        raise GrammarError(str(e).strip() or type(e).__name__, line=line) from None
+    except OSError as e:
+        raise GrammarError(f"%import failed: {e.strerror or e} ({e.filename})") from None
+    if not any(r.origin.name == start for r in rules):
+        raise GrammarError(f"the grammar has no rule for the start symbol {start!r}")
+    rules = _productive(rules)
+    if not any(r.origin.name == start for r in rules):
+        raise GrammarError(f"the grammar's language is empty: {start!r} derives no finite string")
+    used = {s.name for r in rules for s in r.expansion if s.is_term}
+    terminals = [t for t in terminals if t.name in used or t.name in ignore]
+    return terminals, rules, list(ignore)
+
+
+def _productive(rules: list[Rule]) -> list[Rule]:
+    """The rules whose symbols all derive some finite string."""
+    productive: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for r in rules:
+            if r.origin.name not in productive and all(
+                    s.is_term or s.name in productive for s in r.expansion):
+                productive.add(r.origin.name)
+                changed = True
+    return [r for r in rules if all(s.is_term or s.name in productive for s in r.expansion)]
+
+
+def _lark_message(e: UnexpectedInput) -> str:
+    expected = getattr(e, "expected", None) or getattr(e, "allowed", None)
+    found = getattr(e, "token", None) or getattr(e, "char", None)
+    msg = f"unexpected {found!r}" if found is not None else "unexpected input"
+    if expected:
+        msg += f", expected one of {', '.join(sorted(map(str, expected))[:12])}"
+    return msg
+
+
+def _line_of(text: str, message: str) -> int | None:
+    """Best-effort line of the first name quoted in a Lark error message."""
+    for name in re.findall(r"'([A-Za-z_][A-Za-z_0-9]*)'", message):
+        m = re.search(rf"(?m)^\s*[?!]?{re.escape(name)}\b|\b{re.escape(name)}\b", text)
+        if m:
+            return text.count("\n", 0, m.start()) + 1
+    return None
+

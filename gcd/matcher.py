@@ -1,0 +1,116 @@
+"""``Matcher``: the grammar state of one sequence, token by token."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gcd.compiler import CompiledGrammar
+
+
+class Matcher:
+    """Tracks one sequence: which tokens may come next, consume one, undo.
+
+    ``fill_bitmask`` writes row ``row`` of an int32 ``[batch, ceil(V/32)]`` tensor: bit j of
+    word i set iff token ``32*i + j`` is allowed. EOS is allowed exactly when the text so far
+    is a complete word; after EOS is consumed only EOS stays allowed.
+    """
+
+    def __init__(self, compiled: CompiledGrammar) -> None:
+        self.compiled = compiled
+        self._rec = compiled.grammar.recognizer
+        self._state = self._rec.initial
+        self._history: list[tuple] = []   # (state, terminated) before each consumed token
+        self._terminated = False
+        self._eos = frozenset(compiled.vocab.eos_token_ids)
+
+    def copy(self) -> "Matcher":
+        other = Matcher.__new__(Matcher)
+        other.__dict__.update(self.__dict__)
+        other._history = list(self._history)
+        return other
+
+    def mask(self) -> np.ndarray:
+        """The allowed-token bitset as uint32 ``[ceil(V/32)]`` (shared: do not modify)."""
+        if self._terminated:
+            return self.compiled.automata._eos_bits
+        return self.compiled.automata.mask(self._state)
+
+    def fill_bitmask(self, bitmask: torch.Tensor, row: int = 0) -> None:
+        """Write the allowed tokens into ``bitmask[row]`` (int32; extra words are zeroed)."""
+        words = self.mask().view(np.int32)
+        n, width = words.shape[0], bitmask.shape[-1]
+        if width < n:
+            raise ValueError(f"bitmask rows have {width} words, the vocabulary needs {n}")
+        if bitmask.device.type == "cpu":
+            target = bitmask.numpy()[row]   # shares memory: one numpy copy, no torch dispatch
+            target[:n] = words
+            target[n:] = 0
+        else:
+            bitmask[row, :n].copy_(torch.from_numpy(words), non_blocking=False)
+            bitmask[row, n:] = 0
+
+    def allowed_token_ids(self) -> np.ndarray:
+        """The allowed token ids, ascending."""
+        bits = np.unpackbits(self.mask().view(np.uint8), bitorder="little")[: self.compiled.vocab.size]
+        return np.flatnonzero(bits)
+
+    def is_token_allowed(self, token_id: int) -> bool:
+        return bool(self.mask()[token_id >> 5] >> (token_id & 31) & 1)
+
+    def consume_token(self, token_id: int) -> bool:
+        """Advance by one token; False (state unchanged) if it is not allowed."""
+        token_id = int(token_id)
+        if not 0 <= token_id < self.compiled.vocab.size:
+            return False
+        if self._terminated:
+            if token_id in self._eos:
+                self._history.append((self._state, True))
+                return True
+            return False
+        if token_id in self._eos:
+            if not self._rec.is_accepting(self._state):
+                return False
+            self._history.append((self._state, False))
+            self._terminated = True
+            return True
+        data = self.compiled.vocab.token_bytes(token_id)
+        if not data:
+            return False
+        state = self._rec.feed_bytes(self._state, data)
+        if state is None or not self._rec.is_viable(state):
+            return False
+        self._history.append((self._state, False))
+        self._state = state
+        return True
+
+    def consume_bytes(self, data: bytes | str) -> bool:
+        """Advance by raw text (e.g. a forced prefix); False (unchanged) if it cannot continue."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if self._terminated:
+            return not data
+        state = self._rec.feed_bytes(self._state, data)
+        if state is None or not self._rec.is_viable(state):
+            return False
+        self._history.append((self._state, False))
+        self._state = state
+        return True
+
+    def is_accepting(self) -> bool:
+        """The text so far is a complete word (EOS is allowed now, or was consumed)."""
+        return self._terminated or self._rec.is_accepting(self._state)
+
+    def is_terminated(self) -> bool:
+        """EOS has been consumed."""
+        return self._terminated
+
+    def rollback(self, n: int = 1) -> None:
+        """Undo the last ``n`` consumed tokens (or consume_bytes calls)."""
+        if not 0 <= n <= len(self._history):
+            raise ValueError(f"cannot roll back {n} steps: {len(self._history)} consumed")
+        if n:
+            self._state, self._terminated = self._history[-n]
+            del self._history[-n:]
+
+    def reset(self) -> None:
+        self._state, self._terminated, self._history = self._rec.initial, False, []
