@@ -17,7 +17,7 @@ cached too, since JSON and code revisit the same ones constantly.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -68,6 +68,7 @@ class TokenAutomata:
         self._first_bits = _pack(flags)                 # uint32 [256, words]: tokens by first byte
         self._groups: list[tuple[np.ndarray, np.ndarray]] = [(top, np.zeros(len(top), np.int32))]
         self._group_ids: dict[bytes, int] = {}   # content digest -> group id
+        self._splits: dict[int, list[tuple[int, int]]] = {}   # group -> [(next byte, sub-group)]
         self._token_bytes = [vocab.token_bytes(i) for i in range(vocab.size)]
         self._outcomes: dict[tuple[tuple, int], Outcome] = {}
         self._masks: dict[tuple, tuple[np.ndarray, int]] = {}   # (config, key) -> (mask, stack depth read)
@@ -83,7 +84,7 @@ class TokenAutomata:
         return state
 
     # -- compile time -------------------------------------------------------------
-    def lexeme_starts(self, budget: int = 4000) -> list[tuple]:
+    def lexeme_starts(self, budget: int = 1000) -> list[tuple]:
         """Lexer states at a lexeme's start, found by exploring parser configurations
         breadth-first from the initial one; configurations whose top three stack states
         were seen already are not expanded (they rarely admit new terminal sets). Compiling
@@ -209,7 +210,34 @@ class TokenAutomata:
         key = (lex, group)
         out = self._outcomes.get(key)
         if out is None:
-            out = self._outcomes[key] = self._lex_group(lex, group)
+            if lex[1] is None and self.recognizer.lexer.is_start(lex[0]):
+                out = self._at_start(lex[0], group)
+            else:
+                out = self._lex_group(lex, group)
+            self._outcomes[key] = out
+        return out
+
+    def _at_start(self, s0: int, group: int) -> Outcome:
+        """A group from a lexeme start, assembled from the outcomes of its tokens after their
+        next byte: the state after that byte is shared by many candidate sets (inside an
+        identifier, a number, whitespace), so most of the lexing is shared too. Tokens whose
+        first lexeme is an ignored terminal leave the parser as it is: the rest of them is
+        lexed from this same start and merged in."""
+        split = self._splits.get(group)
+        if split is None:  # the group's tokens by their next byte, one sub-group each
+            ids, offsets = self._groups[group]
+            nxt = self._flat.take(ids * self._matrix.shape[1] + offsets)
+            split = self._splits[group] = [(byte, self._group_id(ids[members], offsets[members] + 1))
+                                           for byte, members in _group_by(nxt, np.arange(len(ids)))]
+        row = self.recognizer.lexer.rows[s0]
+        out = _concat([self.outcome((row[byte], None), sub) for byte, sub in split if row[byte] >= 0], self.words)
+        out = replace(out, emits=self._merge_emits(out.emits))
+        ignored = self.recognizer.ignore_mask
+        if any(ignored >> e[0] & 1 and not e[1] for e in out.emits):
+            rest = [e for e in out.emits if not (ignored >> e[0] & 1 and not e[1])]
+            again = [self.outcome((s0, None), e[3] if e[2] == GROUP else self._group_id(*map(np.asarray, e[3])))
+                     for e in out.emits if ignored >> e[0] & 1 and not e[1]]
+            out = _concat([replace(out, emits=tuple(rest))] + again, self.words)
         return out
 
     def _emit(self, terminal: int, prefix: bytes, ids: np.ndarray, offsets: np.ndarray) -> tuple:
@@ -217,6 +245,23 @@ class TokenAutomata:
         if len(ids) <= SMALL_GROUP:
             return (terminal, prefix, TOKENS, (ids.tolist(), offsets.tolist()))
         return (terminal, prefix, GROUP, self._group_id(ids, offsets))
+
+    def _merge_emits(self, emits: tuple) -> tuple:
+        """One emit entry per (terminal, prefix): their token groups united."""
+        by_key: dict[tuple, list] = {}
+        for e in emits:
+            by_key.setdefault((e[0], e[1], e[2] == RESTRICT), []).append(e)
+        out = []
+        for (terminal, prefix, restrict), entries in by_key.items():
+            if len(entries) == 1:
+                out.append(entries[0])
+            elif restrict:
+                out.append((terminal, prefix, RESTRICT, np.bitwise_or.reduce([e[3] for e in entries])))
+            else:
+                ids, offsets = zip(*(self._groups[e[3]] if e[2] == GROUP else map(np.asarray, e[3]) for e in entries))
+                out.append(self._emit(terminal, prefix, np.concatenate(ids).astype(np.int64),
+                                      np.concatenate(offsets).astype(np.int32)))
+        return tuple(out)
 
     def _group_id(self, ids: np.ndarray, offsets: np.ndarray) -> int:
         """The id of the token group (token ids, offsets of their remainders), by content."""
@@ -286,16 +331,8 @@ class TokenAutomata:
         died = np.flatnonzero(death >= 0)
         emits = []
         inner = died[last_pos[died] >= 0]
-        merged = []
-        ignored = self.recognizer.ignore_mask
-        at_start = self.recognizer.lexer.is_start(s0)
         for t, members in _group_by(last_term[inner], inner):
-            if at_start and ignored >> t & 1:
-                # an ignored lexeme leaves the parser as it is, so the rest of these tokens is
-                # lexed from this same start state, under the same configuration: merge it in
-                merged.append(self.outcome(lex, self._group_id(ids[members], offsets[members] + last_pos[members])))
-            else:
-                emits.append(self._emit(t, b"", ids[members], offsets[members] + last_pos[members]))
+            emits.append(self._emit(t, b"", ids[members], offsets[members] + last_pos[members]))
         before = died[last_pos[died] < 0]
         if start_accept >= 0 or last0 is not None:
             t, prefix = (start_accept, b"") if start_accept >= 0 else last0
@@ -328,12 +365,6 @@ class TokenAutomata:
             else:
                 sparse.append(st)
                 sparse_ids.append(tok.astype(np.int32))
-        for other in merged:
-            dense += other.dense_states
-            dense_bits += list(other.dense_bits)
-            sparse += other.sparse_states
-            sparse_ids += [other.sparse_ids[a:b] for a, b in zip(other.sparse_starts[:-1], other.sparse_starts[1:])]
-            emits += other.emits
         starts = np.zeros(len(sparse_ids) + 1, dtype=np.int64)
         if sparse_ids:
             starts[1:] = np.cumsum([len(x) for x in sparse_ids])
@@ -359,6 +390,28 @@ def _group_by(keys: np.ndarray, values: np.ndarray):
         yield int(keys[lo]), values[lo:hi]
 
 
+def _concat(parts: list[Outcome], words: int) -> Outcome:
+    """One outcome holding the classes and emits of ``parts`` (disjoint token sets);
+    classes with the same end state are merged."""
+    dense: dict[tuple, np.ndarray] = {}
+    sparse: dict[tuple, list[np.ndarray]] = {}
+    for p in parts:
+        for st, bits in zip(p.dense_states, p.dense_bits):
+            dense[st] = dense[st] | bits if st in dense else bits
+        for i, st in enumerate(p.sparse_states):
+            sparse.setdefault(st, []).append(p.sparse_ids[p.sparse_starts[i]:p.sparse_starts[i + 1]])
+    sparse_ids = [np.concatenate(x) for x in sparse.values()]
+    starts = np.zeros(len(sparse_ids) + 1, dtype=np.int64)
+    starts[1:] = np.cumsum([len(x) for x in sparse_ids])
+    return Outcome(
+        dense_states=tuple(dense),
+        dense_bits=np.stack(list(dense.values())) if dense else np.zeros((0, words), np.uint32),
+        sparse_states=tuple(sparse),
+        sparse_ids=np.concatenate(sparse_ids) if sparse_ids else np.zeros(0, np.int32),
+        sparse_starts=starts,
+        emits=sum((p.emits for p in parts), ()))
+
+
 def _top(node, k: int) -> tuple:
     out = []
     while node is not None and len(out) < k:
@@ -372,5 +425,5 @@ def _height(node) -> int:
 
 
 def _pack(flags: np.ndarray) -> np.ndarray:
-    """bool [32 * words] -> uint32 [words]; bit j of word i is flags[32 * i + j]."""
-    return np.packbits(flags, bitorder="little").view("<u4").astype(np.uint32, copy=False)
+    """bool [..., 32 * words] -> uint32 [..., words]; bit j of word i is flags[..., 32 * i + j]."""
+    return np.packbits(flags, axis=-1, bitorder="little").view("<u4").astype(np.uint32, copy=False)

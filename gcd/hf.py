@@ -1,23 +1,34 @@
-"""Hugging Face loading for the built-in GGUF models (SmolLM2-135M-Instruct, Gemma 3 270M).
+"""Hugging Face integration: tokenizer and model loading (built-in GGUF models SmolLM2-135M-Instruct
+and Gemma 3 270M, local folders) and ``GrammarLogitsProcessor`` for ``model.generate``.
 
-transformers is imported inside the functions, so ``import gcd`` never touches it.
+This module imports transformers (``import gcd`` alone does not).
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gcd.compiler import default_cache_dir
+import numpy as np
+import torch
+from transformers import LogitsProcessor
+
+from gcd.compiler import CompiledGrammar, default_cache_dir
 from gcd.errors import GCDError
+from gcd.masks import allocate_token_bitmask, apply_token_bitmask_
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["default_model_source", "load_tokenizer", "model_source"]
+    from gcd.matcher import Matcher
+
+__all__ = ["GrammarLogitsProcessor", "chat_prompt", "default_model_source", "load_model", "load_tokenizer",
+           "model_source"]
 
 BUILTIN_MODELS = ("smollm2", "gemma3")
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -84,13 +95,160 @@ def _gguf_tokenizer(name: str, gguf: Path) -> PreTrainedTokenizerBase:
     if (cached / "tokenizer_config.json").is_file():
         return AutoTokenizer.from_pretrained(str(cached), local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{cached.name}-", dir=cached.parent)
+    _save_atomic(cached, tokenizer)
+    return tokenizer
+
+
+def _save_atomic(folder: Path, *parts: PreTrainedModel | PreTrainedTokenizerBase) -> None:
+    """``save_pretrained`` every part into a temporary folder, then rename it to ``folder``."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent)
     try:
-        tokenizer.save_pretrained(tmp)
-        os.rename(tmp, cached)  # atomic; fails harmlessly if another process got there first
+        for part in parts:
+            part.save_pretrained(tmp)
+        os.rename(tmp, folder)  # atomic; fails harmlessly if another process got there first
     except OSError:
         pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return tokenizer
+
+
+def load_model(name_or_path: str = "smollm2") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """(causal LM in eval mode, its tokenizer): ``"smollm2"`` (default), ``"gemma3"``, a ``.gguf``
+    file, a local Hugging Face folder, or a Hub id (``org/name``, where a network exists).
+
+    A GGUF model is converted once (about 30 s) and saved with its tokenizer under
+    ``default_cache_dir()/models/<name>-<gguf size>``, which later calls load in seconds.
+    Raises ``GCDError`` when the model cannot be found or read.
+    """
+    if name_or_path in BUILTIN_MODELS:
+        folder, file = model_source(name_or_path)
+        return _gguf_model(name_or_path, folder / file)
+    path = Path(name_or_path).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return _gguf_model(path.stem, path)
+    if path.is_dir():
+        return _pretrained(str(path), local_files_only=True)
+    if _HUB_ID.fullmatch(name_or_path) and not name_or_path.startswith("."):
+        return _pretrained(name_or_path, local_files_only=False)
+    raise GCDError(f"no model {name_or_path!r}: expected one of {', '.join(BUILTIN_MODELS)}, a .gguf file, "
+                   "a local Hugging Face model folder or a Hub id")
+
+
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def _pretrained(source: str, **kwargs: object) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GCDError(f"cannot load model {source!r}: {reason}") from e
+    return model.eval(), tokenizer
+
+
+def _gguf_model(name: str, gguf: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    cached = default_cache_dir() / "models" / f"{name}-{gguf.stat().st_size}"
+    if cached.is_dir():
+        return _pretrained(str(cached), local_files_only=True)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    tokenizer = _gguf_tokenizer(name, gguf)
+    if all(p.dtype.is_floating_point for p in model.state_dict().values()):  # dequantized: plain weights
+        model.hf_quantizer = None  # else save_pretrained refuses GGUF models
+        del model.config.quantization_config
+        _save_atomic(cached, model, tokenizer)
+    return model.eval(), tokenizer
+
+
+def chat_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+    """``prompt`` as one user turn in the tokenizer's chat template, ready for the assistant's
+    reply; unchanged when the tokenizer has no chat template."""
+    if not getattr(tokenizer, "chat_template", None):
+        return prompt
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+class GrammarLogitsProcessor(LogitsProcessor):
+    """Constrains ``model.generate`` to words of a grammar::
+
+        proc = GrammarLogitsProcessor(compiled)
+        model.generate(**inputs, logits_processor=[proc], eos_token_id=proc.eos_token_ids)
+
+    ``compiled`` is one ``CompiledGrammar`` for every row, or one per prompt (rows are
+    assigned in order, in equal blocks: beams and ``num_return_sequences`` copies of a prompt
+    share its grammar). Works with greedy search, sampling and beam search, left-padded
+    batches and any prompt: each call advances the matchers by the tokens after the prompt,
+    found again from ``input_ids`` (so beam reordering is harmless). Disallowed logits become
+    ``-inf`` on the logits' device; EOS is allowed exactly when the text is a complete word,
+    and is the only token allowed once generated. A new prompt batch starts a fresh state, so
+    one processor serves many ``generate`` calls (``reset()`` forces it).
+    """
+
+    def __init__(self, compiled: CompiledGrammar | Sequence[CompiledGrammar]) -> None:
+        grammars = [compiled] if isinstance(compiled, CompiledGrammar) else list(compiled)
+        if not grammars or not all(isinstance(g, CompiledGrammar) for g in grammars):
+            raise TypeError("GrammarLogitsProcessor needs a CompiledGrammar or a non-empty sequence of them")
+        self.grammars = grammars
+        self.eos_token_ids: list[int] = sorted({e for g in grammars for e in g.vocab.eos_token_ids})
+        self._vocab_size = max(g.vocab.size for g in grammars)
+        self._width = max(g.bitmask_width for g in grammars)
+        self._eos_words = np.zeros(self._width, dtype=np.uint32)
+        for e in self.eos_token_ids:
+            self._eos_words[e >> 5] |= np.uint32(1 << (e & 31))
+        self._bitmask = allocate_token_bitmask(0, 32 * self._width)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the current batch: the next call starts from its ``input_ids`` as the prompt."""
+        self._prompt: torch.Tensor | None = None
+        self._matchers: dict[tuple[int, tuple[int, ...]], Matcher | None] = {}  # None: dead row
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        rows, length = input_ids.shape
+        if scores.shape[-1] < self._vocab_size:
+            raise ValueError(f"logits have {scores.shape[-1]} columns, the grammar's vocabulary {self._vocab_size}")
+        if rows % len(self.grammars):
+            raise ValueError(f"{rows} rows cannot be split among {len(self.grammars)} grammars")
+        prompt = self._prompt
+        if (prompt is None or prompt.shape[0] != rows or length <= prompt.shape[1]
+                or not torch.equal(input_ids[:, :prompt.shape[1]], prompt)):
+            prompt = self._prompt = input_ids.clone()
+            self._matchers = {}
+        block = rows // len(self.grammars)
+        generated = input_ids[:, prompt.shape[1]:].tolist()
+        keys = [(row // block, tuple(tokens)) for row, tokens in enumerate(generated)]
+        self._matchers = {key: self._advance(key) for key in dict.fromkeys(keys)}
+        if self._bitmask.shape[0] != rows:
+            self._bitmask = allocate_token_bitmask(rows, 32 * self._width)
+        words = self._bitmask.numpy()
+        for row, key in enumerate(keys):
+            matcher = self._matchers[key]
+            if matcher is None:
+                words[row] = self._eos_words.view(np.int32)
+            else:
+                matcher.fill_bitmask(self._bitmask, row)
+        return apply_token_bitmask_(scores, self._bitmask)
+
+    def _advance(self, key: tuple[int, tuple[int, ...]]) -> Matcher | None:
+        """The matcher after ``key``'s tokens: its parent's (last call) plus one token, or replayed."""
+        grammar, tokens = key
+        parent_key = (grammar, tokens[:-1])
+        if tokens and parent_key in self._matchers:
+            parent, todo = self._matchers[parent_key], tokens[-1:]
+        else:
+            parent, todo = self.grammars[grammar].matcher(), tokens
+        if parent is None or parent.is_terminated():
+            return parent
+        matcher = parent.copy()
+        for token in todo:
+            if matcher.is_terminated():
+                break  # generate pads finished rows
+            if not matcher.consume_token(token):
+                return None  # e.g. a beam kept at -inf score
+        return matcher

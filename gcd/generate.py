@@ -1,0 +1,94 @@
+"""``generate``: prompts -> grammar-constrained completions with a Hugging Face causal LM,
+through ``model.generate`` and ``GrammarLogitsProcessor`` (the ``mask`` method)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from transformers import LogitsProcessor
+
+from gcd.compiler import CompiledGrammar
+from gcd.hf import GrammarLogitsProcessor, chat_prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["Completion", "generate"]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated text. ``complete``: it is a word of the grammar (``None`` when unconstrained);
+    ``stopped``: the model ended it with EOS rather than running out of tokens."""
+
+    prompt: str
+    text: str
+    token_ids: list[int]
+    complete: bool | None
+    stopped: bool
+
+
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, compiled: CompiledGrammar | None,
+             prompts: Sequence[str], *, max_new_tokens: int = 256, temperature: float = 0.0,
+             num_samples: int = 1, num_beams: int = 1, chat: bool = True, progress: bool = False,
+             ) -> list[Completion]:
+    """``num_samples`` completions per prompt (in prompt order) in one batch.
+
+    ``temperature`` 0 is greedy search (beam search with ``num_beams`` > 1), otherwise sampling;
+    seed ``torch.manual_seed`` for reproducible samples. ``compiled=None`` generates
+    unconstrained. ``chat`` wraps each prompt in the tokenizer's chat template.
+    ``progress`` shows a progress bar (one tick per generated token) on stderr.
+    """
+    from tqdm.auto import tqdm
+
+    texts = [chat_prompt(tokenizer, p) if chat else p for p in prompts]
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
+    finally:
+        tokenizer.padding_side = side
+    inputs = inputs.to(model.device)
+    eos = sorted(set(compiled.vocab.eos_token_ids if compiled else ())
+                 | set(_ids(model.generation_config.eos_token_id)) | set(_ids(tokenizer.eos_token_id)))
+    processors: list[LogitsProcessor] = [GrammarLogitsProcessor(compiled)] if compiled is not None else []
+    sampling = temperature > 0
+    with tqdm(total=max_new_tokens, desc="gcd: generating", unit="tok", disable=not progress, leave=False) as bar:
+        out = model.generate(
+            **inputs, logits_processor=[*processors, _Tick(bar)], max_new_tokens=max_new_tokens,
+            do_sample=sampling, temperature=temperature if sampling else None, top_k=None, top_p=None,
+            num_beams=num_beams, num_return_sequences=num_samples, eos_token_id=eos,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0])
+    new = out[:, inputs["input_ids"].shape[1]:].tolist()
+    return [_completion(prompts[row // num_samples], ids, tokenizer, compiled, set(eos))
+            for row, ids in enumerate(new)]
+
+
+def _ids(value: int | Sequence[int] | None) -> list[int]:
+    return [] if value is None else [value] if isinstance(value, int) else list(value)
+
+
+def _completion(prompt: str, ids: list[int], tokenizer: PreTrainedTokenizerBase,
+                compiled: CompiledGrammar | None, eos: set[int]) -> Completion:
+    """The tokens up to the first EOS; the text from the tokens' bytes when constrained (exact)."""
+    end = next((i for i, t in enumerate(ids) if t in eos), None)
+    kept = ids if end is None else ids[: end + 1]
+    body = kept if end is None else kept[:-1]
+    if compiled is None:
+        return Completion(prompt, tokenizer.decode(body, skip_special_tokens=True), kept, None, end is not None)
+    matcher = compiled.matcher()
+    complete = all(matcher.consume_token(t) for t in body) and matcher.is_accepting()
+    text = b"".join(compiled.vocab.token_bytes(t) for t in body).decode("utf-8", errors="replace")
+    return Completion(prompt, text, kept, complete, end is not None)
+
+
+class _Tick(LogitsProcessor):
+    """Advances a progress bar once per generation step; leaves the scores alone."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.bar.update()
+        return scores

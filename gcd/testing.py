@@ -1,0 +1,361 @@
+"""Property-testing helpers: Hypothesis strategies for a grammar's words, Lark as an oracle,
+and brute-force reference masks.
+
+Use them to test your own grammars (and gcd itself)::
+
+    from hypothesis import given
+    from gcd.testing import lark_oracle, near_misses, words
+
+    TEXT = open("my.lark").read()
+    grammar, oracle = gcd.Grammar(TEXT), lark_oracle(TEXT)
+
+    @given(words(TEXT).flatmap(near_misses))
+    def test_agrees_with_lark(s):
+        assert grammar.accepts(s) == oracle(s)
+
+``reference_allowed`` and ``assert_mask_exact`` check token masks against their definition
+(see ``reference_allowed``) by brute force: one ``accepts_prefix`` call per vocabulary token
+and step, so keep vocabularies small (hundreds of tokens, not 50k).
+
+Hypothesis is imported lazily, so ``import gcd.testing`` works without it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hypothesis.strategies import SearchStrategy
+
+    from gcd.compiler import CompiledGrammar
+    from gcd.grammar import Grammar
+    from gcd.matcher import Matcher
+    from gcd.vocab import Vocabulary
+
+__all__ = ["assert_mask_exact", "lark_oracle", "mask_token_ids", "near_misses", "reference_allowed", "words"]
+
+# Characters near_misses inserts besides the word's own: structure, quotes, escapes, space,
+# digits, letters, a control character and multi-byte UTF-8 (2, 3 and 4 bytes).
+NEAR_MISS_CHARACTERS = " \t\n\"'\\{}[]()<>,.;:=+-*/#_0129eEaxzXZ\x00\x1fé日😀"
+
+
+def _lark(grammar_text: str, start: str, parser: str | None):
+    from lark import Lark
+    from lark.exceptions import GrammarError as LarkGrammarError
+
+    if parser is not None:
+        return Lark(grammar_text, parser=parser, start=start)
+    try:
+        return Lark(grammar_text, parser="lalr", start=start)
+    except LarkGrammarError:  # reduce/reduce conflicts: Lark's LALR builder refuses the grammar
+        return Lark(grammar_text, parser="earley", start=start)
+
+
+def words(grammar_text: str, start: str = "start", *, alphabet: SearchStrategy[str] | None = None,
+          separator: str | None = None, max_depth: int = 6) -> SearchStrategy[str]:
+    """Strings derived from the grammar's rules, as ``hypothesis.extra.lark.from_lark`` draws
+    them, but with the derivation depth bounded: beyond ``max_depth`` nested rules only the
+    alternatives that finish soonest are taken. (``from_lark`` picks alternatives uniformly;
+    on recursive grammars such as SQL most of its draws grow until Hypothesis gives up, and
+    40 examples take minutes.) Like ``from_lark``, each terminal is drawn from its regex
+    (``hypothesis.strategies.from_regex``) and ``%ignore`` text is drawn after a quarter of
+    the symbols.
+
+    Beware: the draw follows the context-free grammar over terminals and joins terminals
+    *without looking at lexing*. Adjacent terminals may lex differently once joined
+    (``let`` + ``x`` is the identifier ``letx``; an identifier drawn as ``if`` is the
+    keyword), and a lazy terminal such as ``ESCAPED_STRING`` may be drawn longer than the
+    lexer would match. So a drawn string is often **not** a word of the grammar: compare it
+    with an oracle (``lark_oracle``), never assume it is accepted.
+
+    ``alphabet`` restricts the characters regex terminals are drawn from (default: any
+    character encodable in UTF-8; string literals are drawn as they are; as in ``from_lark``,
+    terminals ``from_regex`` cannot draw from it are left out, with the rules using them).
+    ``separator``, text that an ``%ignore`` terminal matches (say
+    ``" "``), is appended to each drawn terminal half of the time, so that keywords and
+    identifiers are often kept apart. Grammars using ``%declare`` are not supported.
+    """
+    from hypothesis import strategies as st
+    from hypothesis.errors import InvalidArgument
+    from lark.lexer import PatternStr
+
+    terminals, rules, ignore = _lark(grammar_text, start, "earley").grammar.compile([start], ())
+    chars = st.characters(codec="utf-8") if alphabet is None else alphabet
+    lexemes = {}
+    for t in terminals:
+        if isinstance(t.pattern, PatternStr) and not t.pattern.flags:
+            lexemes[t.name] = st.just(t.pattern.value)
+            continue
+        lexeme = st.from_regex(t.pattern.to_regexp(), fullmatch=True, alphabet=chars)
+        try:
+            lexeme.validate()
+        except InvalidArgument:  # not drawable from the alphabet: as in from_lark, rules using it go
+            continue
+        lexemes[t.name] = lexeme
+    if separator is not None:
+        for name in set(lexemes) - set(ignore):
+            lexemes[name] = st.tuples(lexemes[name], st.sampled_from(["", separator])).map("".join)
+    declared = {t.name for t in terminals}
+    missing = {s.name for r in rules for s in r.expansion if s.is_term and s.name not in declared}
+    if missing:
+        raise ValueError(f"terminals without a pattern (%declare?): {sorted(missing)}")
+    expansions: dict[str, list[tuple]] = {}
+    for r in rules:
+        if all(s.name in lexemes for s in r.expansion if s.is_term):
+            expansions.setdefault(r.origin.name, []).append(tuple((s.name, s.is_term) for s in r.expansion))
+        else:
+            expansions.setdefault(r.origin.name, [])
+    ignore = [n for n in ignore if n in lexemes]
+
+    # height: the fewest nested rules needed to finish a nonterminal (unproductive: absent)
+    height: dict[str, int] = {}
+    changed = True
+    while changed:
+        changed = False
+        for name, exps in expansions.items():
+            best = min((1 + max((height[n] for n, term in e if not term), default=0) for e in exps
+                        if all(term or n in height for n, term in e)), default=None)
+            if best is not None and best < height.get(name, best + 1):
+                height[name], changed = best, True
+    if start not in height:
+        raise ValueError(f"the grammar derives no string from {start!r}")
+
+    def cost(e: tuple) -> tuple:
+        return (max((height.get(n, 1 << 30) for n, term in e if not term), default=0), len(e))
+
+    choices, finishing = {}, {}
+    for name, exps in expansions.items():
+        usable = sorted((e for e in exps if all(term or n in height for n, term in e)), key=cost)
+        if usable:
+            choices[name] = st.sampled_from(usable)
+            least = cost(usable[0])[0]
+            finishing[name] = st.sampled_from([e for e in usable if cost(e)[0] == least])
+    ignored = st.sampled_from(sorted(ignore)) if ignore else None
+
+    @st.composite
+    def draw_word(draw) -> str:
+        out: list[str] = []
+
+        def expand(name: str, depth: int) -> None:
+            expansion = draw(choices[name] if depth < max_depth else finishing[name])
+            for symbol, is_terminal in expansion:
+                if is_terminal:
+                    out.append(draw(lexemes[symbol]))
+                else:
+                    expand(symbol, depth + 1)
+                if ignored is not None and draw(st.integers(0, 3)) == 0:
+                    out.append(draw(lexemes[draw(ignored)]))
+
+        expand(start, 0)
+        return "".join(out)
+
+    return draw_word()
+
+
+def near_misses(word: str, alphabet: str = NEAR_MISS_CHARACTERS) -> SearchStrategy[str]:
+    """Strings one edit away from ``word``: one character deleted, inserted, replaced, two
+    adjacent characters swapped, or the word truncated. The characters inserted are those of
+    ``word`` and ``alphabet``. The result may or may not be a word: compare it with an oracle.
+    Typical use: ``words(text).flatmap(near_misses)``.
+    """
+    from hypothesis import strategies as st
+
+    chars = st.sampled_from(sorted(set(word) | set(alphabet)))
+    n = len(word)
+    position = st.integers(0, n)
+    edits = [
+        st.tuples(position, chars).map(lambda pc: word[:pc[0]] + pc[1] + word[pc[0]:]),  # insert
+        position.map(lambda i: word[:i]),                                                # truncate
+    ]
+    if n:
+        index = st.integers(0, n - 1)
+        edits += [
+            index.map(lambda i: word[:i] + word[i + 1:]),                                 # delete
+            st.tuples(index, chars).map(lambda ic: word[:ic[0]] + ic[1] + word[ic[0] + 1:]),  # replace
+        ]
+    if n >= 2:
+        edits.append(st.integers(0, n - 2).map(
+            lambda i: word[:i] + word[i + 1] + word[i] + word[i + 2:]))                  # swap
+    return st.one_of(edits)
+
+
+def lark_oracle(grammar_text: str, start: str = "start", *, parser: str | None = None,
+                exact_context: bool = True) -> Callable[[str | bytes], bool]:
+    """``s -> does Lark parse s`` for the grammar: the reference for ``Grammar.accepts``.
+
+    ``parser`` is ``"lalr"`` or ``"earley"``; by default LALR for LALR(1) grammars (per
+    ``gcd.Grammar(...).is_lalr``: Lark's LALR builder resolves shift/reduce conflicts silently
+    and then rejects words of the grammar) and Earley otherwise. Earley's dynamic lexer is not
+    greedy, so it reads the same language as gcd only where lexing is unambiguous (e.g.
+    one-character or clearly delimited terminals). Bytes that are not UTF-8 are never words.
+
+    ``exact_context`` (LALR only): lex each token among the terminals the parser can really
+    take next, as gcd does, rather than among all terminals with an action in the LALR state,
+    as Lark's contextual lexer does. After LALR state merging that set can hold terminals the
+    parser then rejects: with an identifier terminal and a keyword that only ends a block,
+    Lark lexes the identifier ``end`` after a statement as the keyword and fails, where gcd
+    reads an identifier. Whatever Lark's own contextual lexer accepts, this oracle accepts too
+    (a token Lark lexes that the parser cannot take fails Lark's parse at once); it accepts
+    more exactly where such a merged-in terminal would steal the text.
+    """
+    from lark.exceptions import LarkError
+
+    if parser is None:
+        from gcd.grammar import Grammar
+
+        parser = "lalr" if Grammar(grammar_text, start=start).is_lalr else "earley"
+    lark = _lark(grammar_text, start, parser)
+    if parser == "lalr" and exact_context:
+        _use_exact_context(lark)
+
+    def accepts(s: str | bytes) -> bool:
+        if isinstance(s, (bytes, bytearray)):
+            try:
+                s = bytes(s).decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+        try:
+            lark.parse(s)
+        except LarkError:
+            return False
+        return True
+
+    return accepts
+
+
+def _use_exact_context(lark) -> None:
+    """Swap Lark's contextual lexer for one whose candidates are the terminals the LALR parser
+    can shift (after its reductions) from the current state, plus the ignored ones."""
+    from copy import copy
+
+    from lark.exceptions import UnexpectedInput
+    from lark.lexer import BasicLexer, Lexer, Token
+
+    conf = lark.lexer_conf
+    by_name = conf.terminals_by_name
+    lexers: dict[frozenset, BasicLexer] = {}
+
+    def can_take(parser_state, name: str) -> bool:
+        try:
+            parser_state.copy(deepcopy_values=False).feed_token(Token(name, ""))
+        except UnexpectedInput:
+            return False
+        return True
+
+    class ExactContextualLexer(Lexer):
+        def __init__(self) -> None:
+            pass
+
+        def lex(self, lexer_state, parser_state):
+            while True:
+                actions = parser_state.parse_conf.parse_table.states[parser_state.position]
+                key = frozenset(n for n in actions if n in by_name and can_take(parser_state, n))
+                lexer = lexers.get(key)
+                if lexer is None:
+                    sub = copy(conf)
+                    sub.terminals = [by_name[n] for n in sorted(key | set(conf.ignore)) if n in by_name]
+                    lexer = lexers[key] = BasicLexer(sub)
+                try:
+                    yield lexer.next_token(lexer_state, parser_state)
+                except EOFError:
+                    return
+
+    if not isinstance(lark.parser.lexer, Lexer):  # pragma: no cover - a postlexer is in the way
+        raise TypeError("exact_context needs a Lark LALR parser without a postlexer")
+    lark.parser.lexer = ExactContextualLexer()
+
+
+def reference_allowed(grammar: Grammar, vocab: Vocabulary, prefix: bytes) -> set[int]:
+    """The exact mask after ``prefix``, by brute force from its definition:
+
+    ``{t : grammar.accepts_prefix(prefix + bytes(t))}`` over non-special tokens, plus the EOS
+    ids iff ``grammar.accepts(prefix)``. Special tokens (``None``/``b""`` entries, declared
+    special ids) are never allowed. Costs one ``accepts_prefix`` call per token.
+    """
+    prefix = bytes(prefix)
+    allowed = set(vocab.eos_token_ids) if grammar.accepts(prefix) else set()
+    special = vocab.special_token_ids
+    for t in range(vocab.size):
+        if t in special:
+            continue
+        data = vocab.token_bytes(t)
+        if data and grammar.accepts_prefix(prefix + data):
+            allowed.add(t)
+    return allowed
+
+
+def mask_token_ids(matcher: Matcher) -> set[int]:
+    """The allowed tokens as ``fill_bitmask`` writes them (bits past the vocabulary must be 0)."""
+    from gcd.masks import allocate_token_bitmask
+
+    size = matcher.compiled.vocab.size
+    bitmask = allocate_token_bitmask(2, size)
+    bitmask.fill_(-1)  # stale bits must be overwritten, not OR-ed into
+    matcher.fill_bitmask(bitmask, row=1)
+    if bitmask[0].ne(-1).any():
+        raise AssertionError("fill_bitmask(row=1) wrote outside row 1")
+    words = bitmask[1].numpy().view(np.uint32)
+    bits = np.unpackbits(words.view(np.uint8), bitorder="little")
+    if bits[size:].any():
+        raise AssertionError(f"fill_bitmask set bits past the vocabulary size {size}: {np.flatnonzero(bits[size:]) + size}")
+    return set(np.flatnonzero(bits).tolist())
+
+
+def _check_step(matcher: Matcher, grammar: Grammar, vocab: Vocabulary, prefix: bytes) -> set[int]:
+    expected = reference_allowed(grammar, vocab, prefix)
+    ids = matcher.allowed_token_ids()
+    listed = [int(t) for t in ids]
+    if listed != sorted(set(listed)):
+        raise AssertionError(f"allowed_token_ids() not strictly ascending after {prefix!r}: {listed}")
+    got = set(listed)
+    if got != expected:
+        raise AssertionError(
+            f"mask after {prefix!r} is not exact:\n"
+            f"  allowed but dead ends: {_show(vocab, got - expected)}\n"
+            f"  viable but forbidden:  {_show(vocab, expected - got)}")
+    bits = mask_token_ids(matcher)
+    if bits != got:
+        raise AssertionError(f"fill_bitmask and allowed_token_ids() differ after {prefix!r}: "
+                             f"{_show(vocab, bits ^ got)}")
+    if matcher.is_accepting() != grammar.accepts(prefix):
+        raise AssertionError(f"is_accepting() is {matcher.is_accepting()} after {prefix!r}")
+    return got
+
+
+def _show(vocab: Vocabulary, ids: Iterable[int]) -> str:
+    return ", ".join(f"{t}:{vocab.token_bytes(t)!r}" for t in sorted(ids)) or "-"
+
+
+def assert_mask_exact(compiled: CompiledGrammar, token_ids: Iterable[int]) -> Matcher:
+    """Walk ``token_ids`` through a fresh matcher, checking every step against
+    ``reference_allowed``: ``allowed_token_ids()`` and ``fill_bitmask`` equal the reference,
+    ``is_accepting()`` equals ``grammar.accepts(prefix)``, and ``consume_token`` returns
+    whether the token is allowed. The walk stops at the first disallowed token, which must
+    leave the matcher unchanged (its mask is checked again), or after an EOS token is
+    consumed. Raises ``AssertionError`` at the first difference; returns the matcher where
+    the walk stopped (``is_terminated()`` tells whether it consumed every token, EOS last).
+    For small vocabularies only (``reference_allowed`` is brute force).
+    """
+    grammar, vocab = compiled.grammar, compiled.vocab
+    eos = set(vocab.eos_token_ids)
+    matcher = compiled.matcher()
+    prefix = b""
+    allowed = _check_step(matcher, grammar, vocab, prefix)
+    for t in token_ids:
+        t = int(t)
+        took = matcher.consume_token(t)
+        if took != (t in allowed):
+            raise AssertionError(f"consume_token({t}:{vocab.token_bytes(t)!r}) returned {took} after {prefix!r}")
+        if not took:
+            if _check_step(matcher, grammar, vocab, prefix) != allowed:
+                raise AssertionError(f"a refused token {t} changed the matcher after {prefix!r}")
+            break
+        if t in eos:
+            if not matcher.is_accepting():
+                raise AssertionError(f"EOS consumed after {prefix!r} but the matcher is not accepting")
+            break
+        prefix += vocab.token_bytes(t)
+        allowed = _check_step(matcher, grammar, vocab, prefix)
+    return matcher
