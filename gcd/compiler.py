@@ -61,16 +61,16 @@ class GrammarCompiler:
     """Compiles grammars for one vocabulary.
 
     ``cache_dir``: where compiled grammars are kept (default ``default_cache_dir()``);
-    ``cache=False`` turns the disk cache off. ``progress``: show a progress bar on compiles
-    that take more than a second.
+    ``cache=False`` turns the disk cache off (default: on, unless ``$GCD_CACHE=0``).
+    ``progress``: show a progress bar on compiles that take more than a second.
     """
 
-    def __init__(self, vocab: Vocabulary, *, cache: bool = True, cache_dir: str | Path | None = None,
+    def __init__(self, vocab: Vocabulary, *, cache: bool | None = None, cache_dir: str | Path | None = None,
                  progress: bool = True) -> None:
         if not isinstance(vocab, Vocabulary):
             raise TypeError(f"GrammarCompiler needs a gcd.Vocabulary, not {type(vocab).__name__}")
         self.vocab = vocab
-        self.cache = cache
+        self.cache = os.environ.get("GCD_CACHE", "1") != "0" if cache is None else cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.progress = progress
         self.max_lexer_states = 2000   # lexer states whose token outcomes compiling precomputes
