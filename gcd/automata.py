@@ -27,6 +27,8 @@ from gcd.vocab import Vocabulary
 DENSE_CLASS = 512          # classes with at least this many tokens are stored as dense bitsets
 SMALL_GROUP = 8           # emitted sub-groups up to this size are checked token by token
 GROUP, RESTRICT, TOKENS = 0, 1, 2   # kinds of emit entries
+import os
+MERGE = os.environ.get("MERGE") == "1"
 MASK_CACHE_BYTES = 256 << 20
 
 
@@ -182,9 +184,12 @@ class TokenAutomata:
             sel = [i for i, s in enumerate(out.sparse_states) if viable(s)]
             if sel:
                 ids = np.concatenate([out.sparse_ids[out.sparse_starts[i]:out.sparse_starts[i + 1]] for i in sel])
-                flags = np.zeros(self.words * 32, dtype=bool)
-                flags[ids] = True
-                bits |= _pack(flags)
+                if len(ids) < self.words:   # few tokens: set their bits one by one
+                    np.bitwise_or.at(bits, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
+                else:
+                    flags = np.zeros(self.words * 32, dtype=bool)
+                    flags[ids] = True
+                    bits |= _pack(flags)
         for terminal, prefix, kind, payload in out.emits:
             after = rec.shift(config, terminal)
             if after is None:
@@ -231,7 +236,7 @@ class TokenAutomata:
                                            for byte, members in _group_by(nxt, np.arange(len(ids)))]
         row = self.recognizer.lexer.rows[s0]
         out = _concat([self.outcome((row[byte], None), sub) for byte, sub in split if row[byte] >= 0], self.words)
-        out = replace(out, emits=self._merge_emits(out.emits))
+        out = replace(out, emits=self._merge_emits(out.emits)) if MERGE else out
         ignored = self.recognizer.ignore_mask
         if any(ignored >> e[0] & 1 and not e[1] for e in out.emits):
             rest = [e for e in out.emits if not (ignored >> e[0] & 1 and not e[1])]

@@ -18,6 +18,7 @@ from gcd.errors import ParserLimitError
 
 END = "$END"
 Config = frozenset  # frozenset[StackNode]; empty means dead
+MAX_REDUCTIONS = 400
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,19 @@ class Parser:
         self._feed: dict[tuple[Config, int], tuple[Config, int]] = {}
         self._shiftable: dict[Config, tuple[int, int]] = {}
         self.initial: Config = frozenset([self._push(None, table.start_state)])
+        # per state: terminals it shifts, and for each rule it reduces, the terminals that do
+        self._shifts: list[int] = []
+        self._reduces: list[list[tuple[int, int]]] = []
+        for acts in table.actions:
+            shifts, reduces = 0, {}
+            for t, options in acts.items():
+                for a in options:
+                    if a >= 0:
+                        shifts |= 1 << t
+                    else:
+                        reduces[-a - 1] = reduces.get(-a - 1, 0) | 1 << t
+            self._shifts.append(shifts)
+            self._reduces.append(list(reduces.items()))
 
     def __getstate__(self) -> dict:
         return {"table": self.table, "max_stacks": self.max_stacks}
@@ -214,22 +228,13 @@ class Parser:
     def _takes(self, node: StackNode, candidates: int, depth: int) -> int:
         """Which of ``candidates`` can be shifted on stack ``node``: terminals that share a
         reduction are carried through it together, so each reduction is done once."""
-        if depth > self.max_stacks:
-            raise ParserLimitError(f"more than {self.max_stacks} reductions without a shift: "
+        if depth > MAX_REDUCTIONS:
+            raise ParserLimitError(f"more than {MAX_REDUCTIONS} reductions in a row without a shift: "
                                    "the grammar has a cycle through empty or unit rules")
-        out = 0
-        reductions: dict[int, int] = {}
-        for t, acts in self.table.actions[node.state].items():
-            if candidates >> t & 1:
-                for a in acts:
-                    if a >= 0:
-                        out |= 1 << t
-                    else:
-                        reductions[a] = reductions.get(a, 0) | 1 << t
-        for a, mask in reductions.items():
-            mask &= ~out
+        out = candidates & self._shifts[node.state]
+        for r, mask in self._reduces[node.state]:
+            mask &= candidates & ~out
             if mask:
-                r = -a - 1
                 base = node
                 for _ in range(self.table.rule_len[r]):
                     base = base.parent

@@ -162,9 +162,9 @@ class Vocabulary:
           ``<0xNN>`` = byte NN when the model has byte fallback, otherwise UTF-8 text.
 
         Special (never allowed by a grammar): ``all_special_ids``, BOS/PAD/UNK/EOS, added tokens
-        marked special, ``<|...|>`` control tokens, ids without a token. Other added tokens
-        stand for their content's UTF-8 bytes. A dummy-prefix space that the tokenizer adds at
-        the start of text is not part of any token.
+        (marked special or not) other than whitespace runs, ``<|...|>`` control tokens, ids
+        without a token. Added whitespace-run tokens stand for their content's UTF-8 bytes. A
+        dummy-prefix space that the tokenizer adds at the start of text is not part of any token.
 
         EOS: ``eos_token_ids`` if given, else ``tokenizer.eos_token_id`` plus each chat
         end-of-turn token (``<|im_end|>``, ``<end_of_turn>``, ``<|eot_id|>``) that the tokenizer
@@ -180,7 +180,10 @@ class Vocabulary:
         special = {i for i in (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id)
                    if i is not None}
         special.update(tokenizer.all_special_ids)
-        special.update(i for i, t in added.items() if t.special)
+        # added tokens are control tokens unless they are plain whitespace runs (Gemma spells
+        # newlines and indentation with those); markup-like ones such as <start_of_image>,
+        # <table> or [multimodal] stay out of the grammar's reach even when not marked special
+        special.update(i for i, t in added.items() if t.special or t.content.strip())
         special.update(i for i, p in enumerate(pieces) if p is None or (p[:2] == "<|" and _CONTROL.fullmatch(p)))
 
         decode, scheme = _piece_decoder(tokenizer)

@@ -166,8 +166,9 @@ def test_gemma3(gemma3_tokenizer: Any, gemma3_vocab: Vocabulary) -> None:
     specials = ids(tok, "<bos>", "<eos>", "<pad>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>", "<unused0>")
     assert set(specials) <= v.special_token_ids
     assert v.eos_token_ids == (tok.eos_token_id,)  # the GGUF has no chat template
-    added = ids(tok, "\n", "\n\n", "<table>")  # added tokens, not special
-    assert [v.token_bytes(i) for i in added] == [b"\n", b"\n\n", b"<table>"]
+    added = ids(tok, "\n", "\n\n", "<table>", "<start_of_image>", "[multimodal]")  # added, not marked special
+    assert [v.token_bytes(i) for i in added[:2]] == [b"\n", b"\n\n"]  # whitespace runs are text
+    assert set(added[2:]) <= v.special_token_ids  # markup-like added tokens are control tokens
     hieroglyph = tok.encode("𓀀", add_special_tokens=False)  # no token for it: four byte-fallback tokens
     assert tok.convert_ids_to_tokens(hieroglyph) == ["<0xF0>", "<0x93>", "<0x80>", "<0x80>"]
     assert [v.token_bytes(i) for i in hieroglyph] == [b"\xf0", b"\x93", b"\x80", b"\x80"]
