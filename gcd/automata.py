@@ -27,8 +27,6 @@ from gcd.vocab import Vocabulary
 DENSE_CLASS = 512          # classes with at least this many tokens are stored as dense bitsets
 SMALL_GROUP = 8           # emitted sub-groups up to this size are checked token by token
 GROUP, RESTRICT, TOKENS = 0, 1, 2   # kinds of emit entries
-import os
-MERGE = os.environ.get("MERGE") == "1"
 MASK_CACHE_BYTES = 256 << 20
 
 
@@ -236,7 +234,7 @@ class TokenAutomata:
                                            for byte, members in _group_by(nxt, np.arange(len(ids)))]
         row = self.recognizer.lexer.rows[s0]
         out = _concat([self.outcome((row[byte], None), sub) for byte, sub in split if row[byte] >= 0], self.words)
-        out = replace(out, emits=self._merge_emits(out.emits)) if MERGE else out
+        out = replace(out, emits=self._merge_emits(out.emits))
         ignored = self.recognizer.ignore_mask
         if any(ignored >> e[0] & 1 and not e[1] for e in out.emits):
             rest = [e for e in out.emits if not (ignored >> e[0] & 1 and not e[1])]

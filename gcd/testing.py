@@ -3,6 +3,7 @@ and brute-force reference masks.
 
 Use them to test your own grammars (and gcd itself)::
 
+    import gcd
     from hypothesis import given
     from gcd.testing import lark_oracle, near_misses, words
 
@@ -41,16 +42,10 @@ __all__ = ["assert_mask_exact", "lark_oracle", "mask_token_ids", "near_misses", 
 NEAR_MISS_CHARACTERS = " \t\n\"'\\{}[]()<>,.;:=+-*/#_0129eEaxzXZ\x00\x1fé日😀"
 
 
-def _lark(grammar_text: str, start: str, parser: str | None):
+def _lark(grammar_text: str, start: str, parser: str):
     from lark import Lark
-    from lark.exceptions import GrammarError as LarkGrammarError
 
-    if parser is not None:
-        return Lark(grammar_text, parser=parser, start=start)
-    try:
-        return Lark(grammar_text, parser="lalr", start=start)
-    except LarkGrammarError:  # reduce/reduce conflicts: Lark's LALR builder refuses the grammar
-        return Lark(grammar_text, parser="earley", start=start)
+    return Lark(grammar_text, parser=parser, start=start)
 
 
 def words(grammar_text: str, start: str = "start", *, alphabet: SearchStrategy[str] | None = None,
@@ -73,14 +68,16 @@ def words(grammar_text: str, start: str = "start", *, alphabet: SearchStrategy[s
     ``alphabet`` restricts the characters regex terminals are drawn from (default: any
     character encodable in UTF-8; string literals are drawn as they are; as in ``from_lark``,
     terminals ``from_regex`` cannot draw from it are left out, with the rules using them).
-    ``separator``, text that an ``%ignore`` terminal matches (say
-    ``" "``), is appended to each drawn terminal half of the time, so that keywords and
-    identifiers are often kept apart. Grammars using ``%declare`` are not supported.
+    ``separator``, text that an ``%ignore`` terminal matches (say ``" "``), is appended to
+    each drawn terminal half of the time, so that keywords and identifiers are often kept
+    apart. Grammars using ``%declare`` are not supported.
     """
     from hypothesis import strategies as st
     from hypothesis.errors import InvalidArgument
     from lark.lexer import PatternStr
 
+    # the grammar as Lark compiles it (templates expanded, ?rules inlined); Earley builds for
+    # every grammar, Lark's LALR builder refuses reduce/reduce conflicts
     terminals, rules, ignore = _lark(grammar_text, start, "earley").grammar.compile([start], ())
     chars = st.characters(codec="utf-8") if alphabet is None else alphabet
     lexemes = {}
@@ -299,7 +296,8 @@ def mask_token_ids(matcher: Matcher) -> set[int]:
     words = bitmask[1].numpy().view(np.uint32)
     bits = np.unpackbits(words.view(np.uint8), bitorder="little")
     if bits[size:].any():
-        raise AssertionError(f"fill_bitmask set bits past the vocabulary size {size}: {np.flatnonzero(bits[size:]) + size}")
+        extra = np.flatnonzero(bits[size:]) + size
+        raise AssertionError(f"fill_bitmask set bits past the vocabulary size {size}: {extra}")
     return set(np.flatnonzero(bits).tolist())
 
 
