@@ -80,20 +80,17 @@ class TokenAutomata:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_masks"], state["_trie"], state["_mask_bytes"] = {}, {}, 0
+        state["_masks"] = {}   # keyed by stack objects; the trie (by state numbers) is kept
         return state
 
     # -- compile time -------------------------------------------------------------
-    def lexeme_starts(self, budget: int = 1000) -> list[tuple]:
-        """Lexer states at a lexeme's start, found by exploring parser configurations
-        breadth-first from the initial one; configurations whose top three stack states
-        were seen already are not expanded (they rarely admit new terminal sets). Compiling
-        lexes the vocabulary from each start found; any other is lexed on first use."""
+    def explore(self, budget: int = 1000) -> list:
+        """Parser configurations reachable from the initial one, breadth-first, skipping those
+        whose top three stack states were seen already (they rarely lead anywhere new)."""
         rec = self.recognizer
         parser, n = rec.parser, rec.lexer.n_terminals
-        queue, seen, starts = [parser.initial], set(), {}
+        queue, seen = [parser.initial], set()
         for config in queue:
-            starts.setdefault(rec.fresh(config), None)
             takes = parser.shiftable(config) & ~rec.ignore_mask
             for t in range(n):
                 if takes >> t & 1:
@@ -102,7 +99,7 @@ class TokenAutomata:
                     if key not in seen and len(seen) < budget:
                         seen.add(key)
                         queue.append(nxt)
-        return list(starts)
+        return queue
 
     # -- masks ----------------------------------------------------------------------
     def mask(self, state: State) -> np.ndarray:

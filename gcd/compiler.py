@@ -74,6 +74,7 @@ class GrammarCompiler:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.progress = progress
         self.max_lexer_states = 2000   # lexer states whose token outcomes compiling precomputes
+        self.warm_masks = 300          # parser configurations whose masks compiling precomputes
 
     def compile(self, grammar: Grammar | str) -> CompiledGrammar:
         if isinstance(grammar, str):
@@ -106,11 +107,13 @@ class GrammarCompiler:
         t0 = time.perf_counter()
         rec = grammar.recognizer
         automata = TokenAutomata(rec, self.vocab)
-        todo = automata.lexeme_starts()
+        configs = automata.explore()
+        todo = list(dict.fromkeys(rec.fresh(c) for c in configs))
         seen = set(todo)
-        with tqdm(total=len(todo), desc="gcd: compiling grammar", unit="lexer state", delay=1.0,
+        warm = configs[: self.warm_masks]
+        with tqdm(total=len(todo) + len(warm), desc="gcd: compiling grammar", delay=1.0,
                   disable=not self.progress, leave=False) as bar:
-            while todo:  # lexeme starts, then the mid-lexeme states tokens can end in
+            while todo:  # the vocabulary lexed from lexeme starts, then from the mid-lexeme states tokens end in
                 lex = todo.pop()
                 out = automata.outcome(lex, 0)
                 bar.update()
@@ -119,6 +122,9 @@ class GrammarCompiler:
                         seen.add(nxt)
                         todo.append(nxt)
                         bar.total += 1
+            for config in warm:  # masks of the first configurations: their sub-results are shared widely
+                automata.mask((config, rec.fresh(config)))
+                bar.update()
         return CompiledGrammar(grammar, self.vocab, automata, time.perf_counter() - t0)
 
 
