@@ -210,32 +210,62 @@ class TokenAutomata:
         key = (lex, group)
         out = self._outcomes.get(key)
         if out is None:
-            if lex[1] is None and self.recognizer.lexer.is_start(lex[0]):
-                out = self._at_start(lex[0], group)
+            if group == 0 or self.recognizer.lexer.is_start(lex[0]):
+                out = self._by_next_byte(lex, group)
             else:
                 out = self._lex_group(lex, group)
             self._outcomes[key] = out
         return out
 
-    def _at_start(self, s0: int, group: int) -> Outcome:
-        """A group from a lexeme start, assembled from the outcomes of its tokens after their
-        next byte: the state after that byte is shared by many candidate sets (inside an
-        identifier, a number, whitespace), so most of the lexing is shared too. Tokens whose
-        first lexeme is an ignored terminal leave the parser as it is: the rest of them is
-        lexed from this same start and merged in."""
+    def _split(self, group: int) -> list[tuple[int, int]]:
+        """The group's tokens by their next byte: [(byte, sub-group of the rest)]."""
         split = self._splits.get(group)
-        if split is None:  # the group's tokens by their next byte, one sub-group each
+        if split is None:
             ids, offsets = self._groups[group]
             nxt = self._flat.take(ids * self._matrix.shape[1] + offsets)
             split = self._splits[group] = [(byte, self._group_id(ids[members], offsets[members] + 1))
                                            for byte, members in _group_by(nxt, np.arange(len(ids)))]
-        row = self.recognizer.lexer.rows[s0]
-        out = _concat([self.outcome((row[byte], None), sub) for byte, sub in split if row[byte] >= 0], self.words)
+        return split
+
+    def _by_next_byte(self, lex: tuple, group: int) -> Outcome:
+        """A group's outcome assembled from its tokens' outcomes after their next byte. The
+        state after one byte is shared by many lexer states (inside an identifier, a number,
+        whitespace, whatever candidate set the lexeme started with), so most lexing is shared.
+        Tokens dead at that byte end the pending lexeme before them. At a lexeme start,
+        tokens whose first lexeme is an ignored terminal leave the parser as it is, so the
+        rest of them is lexed from this same start and merged in."""
+        s, last = lex
+        lexer = self.recognizer.lexer
+        row, accept = lexer.rows[s], lexer.accept_list
+        parts, dead = [], []
+        for byte, sub in self._split(group):
+            t = row[byte]
+            if t < 0:
+                dead.append((byte, sub))
+            elif accept[t] >= 0:
+                parts.append(self.outcome((t, None), sub))
+            elif accept[s] >= 0:
+                parts.append(self.outcome((t, (accept[s], bytes((byte,)))), sub))
+            elif last is not None:
+                parts.append(self.outcome((t, (last[0], last[1] + bytes((byte,)))), sub))
+            else:
+                parts.append(self.outcome((t, None), sub))
+        out = _concat(parts, self.words)
+        ends = (accept[s], b"") if accept[s] >= 0 else last
+        if dead and ends is not None:
+            if group == 0 and not ends[1]:  # whole tokens: the next lexeme start's mask, restricted
+                members = np.bitwise_or.reduce(self._first_bits[[b for b, _ in dead]], axis=0)
+                entry = (ends[0], b"", RESTRICT, members)
+            else:
+                ids = np.concatenate([self._groups[sub][0] for _, sub in dead])
+                offsets = np.concatenate([self._groups[sub][1] for _, sub in dead]) - 1
+                entry = self._emit(ends[0], ends[1], ids, offsets.astype(np.int32))
+            out = replace(out, emits=out.emits + (entry,))
         out = replace(out, emits=self._merge_emits(out.emits))
         ignored = self.recognizer.ignore_mask
-        if any(ignored >> e[0] & 1 and not e[1] for e in out.emits):
+        if lexer.is_start(s) and any(ignored >> e[0] & 1 and not e[1] for e in out.emits):
             rest = [e for e in out.emits if not (ignored >> e[0] & 1 and not e[1])]
-            again = [self.outcome((s0, None), e[3] if e[2] == GROUP else self._group_id(*map(np.asarray, e[3])))
+            again = [self.outcome(lex, e[3] if e[2] == GROUP else self._group_id(*map(np.asarray, e[3])))
                      for e in out.emits if ignored >> e[0] & 1 and not e[1]]
             out = _concat([replace(out, emits=tuple(rest))] + again, self.words)
         return out
@@ -276,13 +306,7 @@ class TokenAutomata:
         s0, last0 = lex
         dfa = self.recognizer.lexer
         start_accept = int(dfa.accept[s0])
-        if group == 0:  # only tokens whose first byte keeps the lexeme alive are walked
-            live = np.flatnonzero(dfa.table[s0] >= 0)
-            ids = np.concatenate([self._by_first[self._first_starts[b]:self._first_starts[b + 1]] for b in live]) \
-                if len(live) else np.zeros(0, np.int64)
-            offsets = np.zeros(len(ids), np.int32)
-        else:
-            ids, offsets = self._groups[group]
+        ids, offsets = self._groups[group]
         rem = self._lengths[ids] - offsets
         n = len(ids)
         state = np.full(n, s0, dtype=np.int32)
@@ -334,25 +358,9 @@ class TokenAutomata:
         for t, members in _group_by(last_term[inner], inner):
             emits.append(self._emit(t, b"", ids[members], offsets[members] + last_pos[members]))
         before = died[last_pos[died] < 0]
-        if start_accept >= 0 or last0 is not None:
+        if len(before) and (start_accept >= 0 or last0 is not None):
             t, prefix = (start_accept, b"") if start_accept >= 0 else last0
-            if group == 0 and not prefix:
-                # the lexeme ends before these tokens: their mask is the next lexeme-start
-                # state's mask, restricted to them (tokens dead at their first byte included)
-                flags = np.zeros(self.words * 32, dtype=bool)
-                flags[ids[before]] = True
-                dead_first = np.flatnonzero(dfa.table[s0] < 0)
-                members = _pack(flags) | np.bitwise_or.reduce(self._first_bits[dead_first], axis=0)
-                emits.append((t, b"", RESTRICT, members))
-            elif len(before) or group == 0:
-                if group == 0:  # tokens dead at their first byte replay whole, after the prefix
-                    dead = np.concatenate([self._by_first[self._first_starts[b]:self._first_starts[b + 1]]
-                                           for b in np.flatnonzero(dfa.table[s0] < 0)])
-                    sub_ids = np.concatenate([ids[before], dead])
-                    sub_off = np.zeros(len(sub_ids), np.int32)
-                else:
-                    sub_ids, sub_off = ids[before], offsets[before]
-                emits.append(self._emit(t, prefix, sub_ids, sub_off))
+            emits.append(self._emit(t, prefix, ids[before], offsets[before]))
 
         dense, dense_bits, sparse, sparse_ids = [], [], [], []
         for st, members in classes.items():
