@@ -6,13 +6,14 @@ context-free rules, the ignored terminals and the start symbol.
 """
 from __future__ import annotations
 
+import itertools
 import re
 from functools import cached_property
 from pathlib import Path
 
 from lark.exceptions import GrammarError as LarkGrammarError
 from lark.exceptions import UnexpectedInput
-from lark.grammar import Rule
+from lark.grammar import NonTerminal, Rule
 from lark.lexer import TerminalDef
 from lark.load_grammar import load_grammar
 
@@ -99,6 +100,7 @@ def _load(text: str, start: str, base_dir: Path | None) -> tuple[list[TerminalDe
     rules = _productive(rules)
     if not any(r.origin.name == start for r in rules):
         raise GrammarError(f"the grammar's language is empty: {start!r} derives no finite string")
+    rules = _productive(_without_empty_rules(rules, start))
     used = {s.name for r in rules for s in r.expansion if s.is_term}
     terminals = [t for t in terminals if t.name in used or t.name in ignore]
     return terminals, rules, list(ignore)
@@ -116,6 +118,42 @@ def _productive(rules: list[Rule]) -> list[Rule]:
                 productive.add(r.origin.name)
                 changed = True
     return [r for r in rules if all(s.is_term or s.name in productive for s in r.expansion)]
+
+
+PARSE_START = "__gcd_start"
+MAX_OPTIONAL = 10
+
+
+def _without_empty_rules(rules: list[Rule], start: str) -> list[Rule]:
+    """The same language without empty rules (except ``PARSE_START -> <empty>`` when the
+    empty string is a word), so that LR parsing never loops on hidden left recursion or
+    cycles through empty rules. ``PARSE_START -> start`` becomes the rule to parse from."""
+    nullable: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for r in rules:
+            if r.origin.name not in nullable and all(not s.is_term and s.name in nullable for s in r.expansion):
+                nullable.add(r.origin.name)
+                changed = True
+    seen: set[tuple] = set()
+    out: list[Rule] = []
+    for r in rules:
+        optional = [i for i, sym in enumerate(r.expansion) if not sym.is_term and sym.name in nullable]
+        if len(optional) > MAX_OPTIONAL:
+            raise GrammarError(f"rule {r.origin.name} has more than {MAX_OPTIONAL} symbols that can be empty")
+        for drop in itertools.product((False, True), repeat=len(optional)):
+            dropped = {i for i, d in zip(optional, drop) if d}
+            expansion = [sym for i, sym in enumerate(r.expansion) if i not in dropped]
+            key = (r.origin.name, tuple(sym.name for sym in expansion))
+            if expansion and expansion != [r.origin] and key not in seen:
+                seen.add(key)
+                out.append(Rule(r.origin, expansion, order=len(out), alias=r.alias, options=r.options))
+    root = NonTerminal(PARSE_START)
+    out.append(Rule(root, [NonTerminal(start)]))
+    if start in nullable:
+        out.append(Rule(root, []))
+    return out
 
 
 def _lark_message(e: UnexpectedInput) -> str:

@@ -218,20 +218,23 @@ class Parser:
             saved, self.low = self.low, min(node.height for node in config)
             mask = 0
             for node in config:
-                mask |= self._takes(node, self.table.expected(node.state) & ~mask, 0)
+                mask |= self._takes(node, self.table.expected(node.state) & ~mask, 0, set())
             hit = self._shiftable[config] = (mask, self.low)
             self.low = saved
         if hit[1] < self.low:
             self.low = hit[1]
         return hit[0]
 
-    def _takes(self, node: StackNode, candidates: int, depth: int) -> int:
+    def _takes(self, node: StackNode, candidates: int, depth: int, visiting: set) -> int:
         """Which of ``candidates`` can be shifted on stack ``node``: terminals that share a
         reduction are carried through it together, so each reduction is done once."""
         if depth > MAX_REDUCTIONS:
             raise ParserLimitError(f"more than {MAX_REDUCTIONS} reductions in a row without a shift: "
                                    "the grammar has a cycle through empty or unit rules")
         out = candidates & self._shifts[node.state]
+        if (node, candidates) in visiting:  # a cycle of unit reductions adds nothing new
+            return out
+        visiting.add((node, candidates))
         for r, mask in self._reduces[node.state]:
             mask &= candidates & ~out
             if mask:
@@ -240,7 +243,8 @@ class Parser:
                     base = base.parent
                 if base.height < self.low:
                     self.low = base.height
-                out |= self._takes(self._push(base, self.table.gotos[base.state][self.table.rule_lhs[r]]), mask, depth + 1)
+                out |= self._takes(self._push(base, self.table.gotos[base.state][self.table.rule_lhs[r]]),
+                                   mask, depth + 1, visiting)
         return out
 
     def expected(self, config: Config) -> int:

@@ -6,6 +6,7 @@ automata compute is defined by this module's semantics; ``Grammar.accepts`` and
 """
 from __future__ import annotations
 
+from gcd.grammar import PARSE_START
 from gcd.lexer import Lexer, LexState
 from gcd.parser import Config, Parser, build_parse_table, top_height
 
@@ -17,7 +18,7 @@ class Recognizer:
         names = [t.name for t in grammar.terminals]
         index = {n: i for i, n in enumerate(names)}
         self.lexer = Lexer(grammar.terminals, grammar.ignore, index)
-        self.parser = Parser(build_parse_table(grammar.rules, names, grammar.start))
+        self.parser = Parser(build_parse_table(grammar.rules, names, PARSE_START))
         self._start()
 
     def _start(self) -> None:
