@@ -16,7 +16,7 @@ class GrammarError(GCDError):
 
     def __init__(self, message: str, *, line: int | None = None, column: int | None = None,
                  terminal: str | None = None, context: str | None = None) -> None:
-        self.line, self.column, self.terminal, self.context = line, column, terminal, context
+        self.message, self.line, self.column, self.terminal, self.context = message, line, column, terminal, context
         where = []
         if line is not None:
             where.append(f"line {line}" + (f", column {column}" if column is not None else ""))

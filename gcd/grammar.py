@@ -18,6 +18,7 @@ from lark.lexer import TerminalDef
 from lark.load_grammar import load_grammar
 
 from gcd.errors import GrammarError
+from gcd.terminals import ByteDFA, regex_to_dfa
 
 _RELATIVE_IMPORT = re.compile(r"^\s*%import\s+\.", re.MULTILINE)
 
@@ -35,6 +36,7 @@ class Grammar:
         self.start = start
         self.base_dir = Path(base_dir) if base_dir is not None else None
         self.terminals, self.rules, self.ignore = _load(text, start, self.base_dir)
+        self.terminal_dfas = {t.name: _terminal_dfa(t, text) for t in self.terminals}
 
     @classmethod
     def from_file(cls, path: str | Path, *, start: str = "start") -> "Grammar":
@@ -104,6 +106,18 @@ def _load(text: str, start: str, base_dir: Path | None) -> tuple[list[TerminalDe
     used = {s.name for r in rules for s in r.expansion if s.is_term}
     terminals = [t for t in terminals if t.name in used or t.name in ignore]
     return terminals, rules, list(ignore)
+
+
+def _terminal_dfa(terminal: TerminalDef, text: str) -> ByteDFA:
+    """The terminal's byte DFA; its errors carry the line where the terminal is defined."""
+    try:
+        return regex_to_dfa(terminal.pattern.to_regexp(), name=terminal.name)
+    except GrammarError as e:
+        if e.line is not None:
+            raise
+        m = re.search(rf"(?m)^[ \t]*{re.escape(terminal.name)}\b", text)
+        line = text.count("\n", 0, m.start()) + 1 if m else None
+        raise GrammarError(e.message, line=line, terminal=e.terminal, context=e.context) from None
 
 
 def _productive(rules: list[Rule]) -> list[Rule]:

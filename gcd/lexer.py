@@ -36,7 +36,8 @@ class Lexer:
     so far; every state reachable from a candidate set's start is built on its first use.
     """
 
-    def __init__(self, terminals: list[TerminalDef], ignore: list[str], terminal_index: dict[str, int]) -> None:
+    def __init__(self, terminals: list[TerminalDef], ignore: list[str], terminal_index: dict[str, int],
+                 dfas: dict[str, ByteDFA] | None = None) -> None:
         self.n_terminals = len(terminal_index)
         self.names = [""] * self.n_terminals
         self.dfas: list[ByteDFA | None] = [None] * self.n_terminals
@@ -45,7 +46,7 @@ class Lexer:
         for t in terminals:
             i = terminal_index[t.name]
             self.names[i] = t.name
-            self.dfas[i] = regex_to_dfa(t.pattern.to_regexp(), name=t.name)
+            self.dfas[i] = dfas[t.name] if dfas else regex_to_dfa(t.pattern.to_regexp(), name=t.name)
             self.priority[i] = t.priority
             rank_key[i] = (-t.priority, not isinstance(t.pattern, PatternStr), -t.pattern.max_width,
                            -len(t.pattern.value), t.name)

@@ -17,7 +17,7 @@ class Recognizer:
     def __init__(self, grammar) -> None:
         names = [t.name for t in grammar.terminals]
         index = {n: i for i, n in enumerate(names)}
-        self.lexer = Lexer(grammar.terminals, grammar.ignore, index)
+        self.lexer = Lexer(grammar.terminals, grammar.ignore, index, grammar.terminal_dfas)
         self.parser = Parser(build_parse_table(grammar.rules, names, PARSE_START))
         self._start()
 

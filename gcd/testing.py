@@ -195,7 +195,9 @@ def lark_oracle(grammar_text: str, start: str = "start", *, parser: str | None =
     Lark lexes the identifier ``end`` after a statement as the keyword and fails, where gcd
     reads an identifier. Whatever Lark's own contextual lexer accepts, this oracle accepts too
     (a token Lark lexes that the parser cannot take fails Lark's parse at once); it accepts
-    more exactly where such a merged-in terminal would steal the text.
+    more exactly where such a merged-in terminal would steal the text. Among the candidates
+    it takes the highest priority, then the longest match (each terminal matched by Python's
+    ``re``), as gcd does; Lark's own lexer takes the first alternative that matches instead.
     """
     from lark.exceptions import LarkError
 
@@ -241,23 +243,52 @@ def _use_exact_context(lark) -> None:
             return False
         return True
 
+    import re
+
+    from lark.exceptions import UnexpectedCharacters
+    from lark.lexer import PatternStr
+
+    patterns = {n: re.compile(t.pattern.to_regexp()) for n, t in by_name.items()}
+    order = {t.name: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name) for t in by_name.values()}
+
+    def longest(text: str, pos: int, names: frozenset) -> tuple[str, int] | None:
+        """The lexeme at ``pos``: among the candidates that match (each by Python's own
+        ``re.match``), the highest priority, then the longest match, then a string literal
+        over a regex, then Lark's order."""
+        best = None
+        for n in names:
+            m = patterns[n].match(text, pos)
+            if m and m.end() > pos:
+                t = by_name[n]
+                key = (t.priority, m.end() - pos, isinstance(t.pattern, PatternStr))
+                if best is None or key > best[0] or (key == best[0] and order[n] < order[best[1]]):
+                    best = (key, n)
+        return (best[1], best[0][1]) if best else None
+
     class ExactContextualLexer(Lexer):
+        """Candidates: the terminals the parser can shift, plus ignored ones; longest match."""
+
         def __init__(self) -> None:
             pass
 
         def lex(self, lexer_state, parser_state):
+            text = getattr(lexer_state.text, "text", lexer_state.text)   # Lark >= 1.3 passes a TextSlice
+            end = getattr(lexer_state.text, "end", None) or len(text)
             while True:
-                actions = parser_state.parse_conf.parse_table.states[parser_state.position]
-                key = frozenset(n for n in actions if n in by_name and can_take(parser_state, n))
-                lexer = lexers.get(key)
-                if lexer is None:
-                    sub = copy(conf)
-                    sub.terminals = [by_name[n] for n in sorted(key | set(conf.ignore)) if n in by_name]
-                    lexer = lexers[key] = BasicLexer(sub)
-                try:
-                    yield lexer.next_token(lexer_state, parser_state)
-                except EOFError:
+                pos = lexer_state.line_ctr.char_pos
+                if pos >= end:
                     return
+                actions = parser_state.parse_conf.parse_table.states[parser_state.position]
+                names = frozenset(n for n in actions if n in by_name and can_take(parser_state, n))
+                found = longest(text, pos, names | frozenset(conf.ignore))
+                if found is None:
+                    raise UnexpectedCharacters(text, pos, lexer_state.line_ctr.line, lexer_state.line_ctr.column,
+                                               allowed=names)
+                name, length = found
+                value = text[pos:pos + length]
+                lexer_state.line_ctr.feed(value)
+                if name not in conf.ignore:
+                    yield Token(name, value, pos)
 
     if not isinstance(lark.parser.lexer, Lexer):  # pragma: no cover - a postlexer is in the way
         raise TypeError("exact_context needs a Lark LALR parser without a postlexer")
