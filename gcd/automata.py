@@ -28,6 +28,7 @@ DENSE_CLASS = 512          # classes with at least this many tokens are stored a
 SMALL_GROUP = 8           # emitted sub-groups up to this size are checked token by token
 GROUP, RESTRICT, TOKENS = 0, 1, 2   # kinds of emit entries
 MASK_CACHE_BYTES = 256 << 20
+MAX_STEP_CACHE = 200_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +74,8 @@ class TokenAutomata:
         self._outcomes: dict[tuple[tuple, int], Outcome] = {}
         self._masks: dict[tuple, tuple[np.ndarray, int]] = {}   # (config, key) -> (mask, stack depth read)
         self._trie: dict[tuple, dict] = {}
+        self._step_masks: dict[State, np.ndarray] = {}          # decoding-step fast paths
+        self._steps: dict[tuple, State | None] = {}
         self._mask_bytes = 0
         eos = np.zeros(self.words * 32, dtype=bool)
         eos[list(vocab.eos_token_ids)] = True
@@ -80,7 +83,8 @@ class TokenAutomata:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_masks"] = {}   # keyed by stack objects; the trie (by state numbers) is kept
+        # keyed by stack objects, which are per process; the trie (by state numbers) is kept
+        state["_masks"], state["_step_masks"], state["_steps"] = {}, {}, {}
         return state
 
     # -- compile time -------------------------------------------------------------
@@ -106,6 +110,29 @@ class TokenAutomata:
         """Packed allowed-token bitset (uint32 [words]) for a recogniser state, EOS included."""
         config, lex = state
         return self._cached(config, (lex, 0), lambda: self._top_mask(state))
+
+    def step_mask(self, state: State) -> np.ndarray:
+        """``mask(state)`` for a decoding step: a plain dict lookup when seen before."""
+        m = self._step_masks.get(state)
+        if m is None:
+            if len(self._step_masks) > MAX_STEP_CACHE:
+                self._step_masks.clear()
+            m = self._step_masks[state] = self.mask(state)
+        return m
+
+    def step(self, state: State, token: int) -> State | None:
+        """The recogniser state after ``token`` (None if it is not allowed), memoised."""
+        key = (state, token)
+        nxt = self._steps.get(key, False)
+        if nxt is False:
+            rec = self.recognizer
+            nxt = rec.feed_bytes(state, self._token_bytes[token])
+            if nxt is not None and not rec.is_viable(nxt):
+                nxt = None
+            if len(self._steps) > MAX_STEP_CACHE:
+                self._steps.clear()
+            self._steps[key] = nxt
+        return nxt
 
     def _top_mask(self, state: State) -> np.ndarray:
         m = self._mask(state[0], state[1], 0)

@@ -22,6 +22,7 @@ class Matcher:
         self._history: list[tuple] = []   # (state, terminated) before each consumed token
         self._terminated = False
         self._eos = frozenset(compiled.vocab.eos_token_ids)
+        self._special = compiled.vocab.special_token_ids
 
     def copy(self) -> "Matcher":
         other = Matcher.__new__(Matcher)
@@ -33,7 +34,7 @@ class Matcher:
         """The allowed-token bitset as uint32 ``[ceil(V/32)]`` (shared: do not modify)."""
         if self._terminated:
             return self.compiled.automata._eos_bits
-        return self.compiled.automata.mask(self._state)
+        return self.compiled.automata.step_mask(self._state)
 
     def fill_bitmask(self, bitmask: torch.Tensor, row: int = 0) -> None:
         """Write the allowed tokens into ``bitmask[row]`` (int32; extra words are zeroed)."""
@@ -73,11 +74,10 @@ class Matcher:
             self._history.append((self._state, False))
             self._terminated = True
             return True
-        data = self.compiled.vocab.token_bytes(token_id)
-        if not data:
+        if token_id in self._special:
             return False
-        state = self._rec.feed_bytes(self._state, data)
-        if state is None or not self._rec.is_viable(state):
+        state = self.compiled.automata.step(self._state, token_id)
+        if state is None:
             return False
         self._history.append((self._state, False))
         self._state = state
