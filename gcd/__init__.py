@@ -14,12 +14,23 @@ from gcd.vocab import Vocabulary
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``gcd.GrammarLogitsProcessor`` without importing transformers at ``import gcd``."""
+    if name == "GrammarLogitsProcessor":
+        from gcd.hf import GrammarLogitsProcessor
+
+        return GrammarLogitsProcessor
+    raise AttributeError(f"module 'gcd' has no attribute {name!r}")
+
+
 __all__ = [
     "CompiledGrammar",
     "GCDError",
     "Grammar",
     "GrammarCompiler",
     "GrammarError",
+    "GrammarLogitsProcessor",
     "Matcher",
     "ParserLimitError",
     "Vocabulary",

@@ -84,8 +84,13 @@ class TokenAutomata:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         # keyed by stack objects, which are per process; the trie (by state numbers) is kept
-        state["_masks"], state["_step_masks"], state["_steps"] = {}, {}, {}
+        for name in ("_masks", "_step_masks", "_steps"):
+            del state[name]
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._masks, self._step_masks, self._steps = {}, {}, {}
 
     # -- compile time -------------------------------------------------------------
     def explore(self, budget: int = 1000) -> list:

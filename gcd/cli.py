@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
+    except _UsageError as e:
+        _fail(f"{e} (see gcd --help)")
+        return 2
     except GCDError as e:
         _fail(str(e))
         return 1
@@ -55,14 +58,18 @@ def _fail(message: str) -> None:
     print(f"gcd: error: {message.strip().splitlines()[0] if message.strip() else 'failed'}", file=sys.stderr)
 
 
-def _positive(text: str) -> int:
+def _positive(text: str, least: int = 1) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {least}, got {text!r}")
     return value
+
+
+def _seed(text: str) -> int:
+    return _positive(text, least=0)
 
 
 def _temperature(text: str) -> float:
@@ -89,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--temperature", type=_temperature, default=0.0, metavar="T",
                         help="0 (default): greedy; > 0: sampling")
     sample.add_argument("--num-samples", type=_positive, default=1, metavar="K")
-    sample.add_argument("--seed", type=int, default=0, metavar="S")
+    sample.add_argument("--seed", type=_seed, default=0, metavar="S")
     sample.add_argument("--method", choices=["mask"], default="mask",
                         help="mask: the model's distribution restricted to allowed tokens, step by step")
     sample.add_argument("--json", action="store_true", help="print one JSON object with texts, token counts, timings")
@@ -106,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--grammar", required=True, help="a .lark grammar file")
     bench.add_argument("--tokenizer", default="smollm2", help="smollm2 (default), gemma3, a .gguf file or a folder")
     bench.add_argument("--words", type=_positive, default=30, metavar="N", help="words to draw (default 30)")
-    bench.add_argument("--seed", type=int, default=0, metavar="S")
+    bench.add_argument("--seed", type=_seed, default=0, metavar="S")
     bench.set_defaults(run=_bench)
     return parser
 
@@ -128,6 +135,8 @@ def _sample(args: argparse.Namespace) -> int:
     from gcd.hf import load_model
     from gcd.vocab import Vocabulary
 
+    if args.num_samples > 1 and args.temperature == 0:
+        raise _UsageError("gcd sample: --num-samples > 1 needs --temperature > 0 (0 is greedy: one output)")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     grammar = _grammar(args.grammar)
@@ -238,11 +247,15 @@ def _draw_words(grammar: Grammar, count: int, seed: int) -> list[str]:
     from gcd.testing import words
 
     found: dict[str, None] = {}
+    try:
+        strategy = words(grammar.text, grammar.start, separator=" ")
+    except ValueError as e:
+        raise GCDError(f"cannot draw words from the grammar: {e}") from None
 
     @fix_seed(seed)
     @settings(max_examples=20 * count, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(words(grammar.text, grammar.start, separator=" "))
+    @given(strategy)
     def draw(word: str) -> None:
         if len(found) < count and grammar.accepts(word):
             found[word] = None

@@ -14,6 +14,9 @@ from gcd.grammar import Grammar
 from gcd.vocab import Vocabulary
 
 
+CACHE_FORMAT = 2   # bumped whenever the pickled layout of a compiled grammar changes
+
+
 def default_cache_dir() -> Path:
     """``$GCD_CACHE_DIR`` or ``~/.cache/gcd``; compiled grammars live in its ``compiled/``."""
     return Path(os.environ.get("GCD_CACHE_DIR") or Path.home() / ".cache" / "gcd")
@@ -95,7 +98,7 @@ class GrammarCompiler:
         from gcd import __version__
 
         h = hashlib.sha256()
-        for part in (__version__, grammar.start, self.vocab.fingerprint,
+        for part in (__version__, str(CACHE_FORMAT), grammar.start, self.vocab.fingerprint,
                      repr([(t.name, t.pattern.to_regexp(), t.priority) for t in grammar.terminals]),
                      repr([str(r) for r in grammar.rules]), repr(sorted(grammar.ignore))):
             h.update(part.encode() + b"\0")

@@ -38,28 +38,30 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, compile
 
     ``temperature`` 0 is greedy search (beam search with ``num_beams`` > 1), otherwise sampling;
     seed ``torch.manual_seed`` for reproducible samples. ``compiled=None`` generates
-    unconstrained. ``chat`` wraps each prompt in the tokenizer's chat template.
+    unconstrained. ``chat`` wraps each prompt in the tokenizer's chat template, if it has one.
     ``progress`` shows a progress bar (one tick per generated token) on stderr.
     """
     from tqdm.auto import tqdm
 
-    texts = [chat_prompt(tokenizer, p) if chat else p for p in prompts]
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
-    finally:
-        tokenizer.padding_side = side
-    inputs = inputs.to(model.device)
     eos = sorted(set(compiled.vocab.eos_token_ids if compiled else ())
                  | set(_ids(model.generation_config.eos_token_id)) | set(_ids(tokenizer.eos_token_id)))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token_id = eos[0]
+    templated = chat and bool(getattr(tokenizer, "chat_template", None))  # the template has the BOS
+    texts = [chat_prompt(tokenizer, p) for p in prompts] if templated else list(prompts)
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not templated)
+        inputs = inputs.to(model.device)
+    finally:
+        tokenizer.padding_side = side
     processors: list[LogitsProcessor] = [GrammarLogitsProcessor(compiled)] if compiled is not None else []
     sampling = temperature > 0
     with tqdm(total=max_new_tokens, desc="gcd: generating", unit="tok", disable=not progress, leave=False) as bar:
         out = model.generate(
             **inputs, logits_processor=[*processors, _Tick(bar)], max_new_tokens=max_new_tokens,
-            do_sample=sampling, temperature=temperature if sampling else None, top_k=None, top_p=None,
-            num_beams=num_beams, num_return_sequences=num_samples, eos_token_id=eos,
-            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0])
+            do_sample=sampling, temperature=temperature if sampling else None, num_beams=num_beams,
+            num_return_sequences=num_samples, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
     new = out[:, inputs["input_ids"].shape[1]:].tolist()
     return [_completion(prompts[row // num_samples], ids, tokenizer, compiled, set(eos))
             for row, ids in enumerate(new)]

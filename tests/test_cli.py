@@ -68,6 +68,8 @@ def test_sample_token_budget_too_small_is_reported_incomplete(model_installed, c
     (["sample", "--grammar", JSON_LARK, "--temperature", "-1"], "--temperature"),
     (["sample", "--grammar", JSON_LARK, "--num-samples", "zero"], "--num-samples"),
     (["sample", "--grammar", JSON_LARK, "--method", "smc"], "--method"),
+    (["sample", "--grammar", JSON_LARK, "--num-samples", "2"], "--temperature"),
+    (["sample", "--grammar", JSON_LARK, "--seed", "-1"], "--seed"),
     (["sample"], "--grammar"),
     (["frobnicate"], "frobnicate"),
     ([], "COMMAND"),
