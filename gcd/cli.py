@@ -12,9 +12,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gcd.errors import GCDError
 from gcd.grammar import Grammar
+
+if TYPE_CHECKING:
+    from gcd.compiler import CompiledGrammar
 
 DEFAULT_PROMPTS = {
     "json": "Describe a cat as a JSON object with the keys name, age and color.",
@@ -199,7 +203,6 @@ def _bench(args: argparse.Namespace) -> int:
 
     from gcd.compiler import GrammarCompiler
     from gcd.hf import load_tokenizer
-    from gcd.masks import allocate_token_bitmask
     from gcd.vocab import Vocabulary
 
     grammar = _grammar(args.grammar)
@@ -211,32 +214,41 @@ def _bench(args: argparse.Namespace) -> int:
     words = _draw_words(grammar, args.words, args.seed)
     if not words:
         raise GCDError(f"{args.grammar}: drew no word of the grammar to benchmark on")
-    bitmask = allocate_token_bitmask(1, vocab.size)
     eos = vocab.eos_token_ids[0]
-    steps, used = [], 0
-    for word in words:
-        ids = [*tokenizer.encode(word, add_special_tokens=False), eos]
-        matcher, times = compiled.matcher(), []
-        for token in ids:
+    streams = [[*tokenizer.encode(w, add_special_tokens=False), eos] for w in words]
+    streams = [s for s in streams if _replays(compiled, s)]  # else the tokenizer normalised the text
+    if not streams:
+        raise GCDError(f"{args.grammar}: none of the {len(words)} drawn words survived tokenization")
+    print(f"{args.grammar} with {args.tokenizer} ({vocab.size} tokens)")
+    print(f"  compile      {compile_seconds:.3f} s")
+    print(f"  words        {len(streams)} drawn from the grammar, {sum(map(len, streams))} tokens")
+    print("  per token (fill_bitmask + consume_token), µs:")
+    for label in ("first pass", "second pass"):  # the first builds the masks compiling left to do
+        us = np.array(_time_steps(compiled, streams)) * 1e6
+        print(f"    {label:<12} p50 {np.percentile(us, 50):8.1f}   p99 {np.percentile(us, 99):10.1f}   "
+              f"mean {us.mean():8.1f}   max {us.max():10.1f}")
+    return 0
+
+
+def _replays(compiled: CompiledGrammar, tokens: list[int]) -> bool:
+    matcher = compiled.matcher()
+    return all(matcher.consume_token(t) for t in tokens)
+
+
+def _time_steps(compiled: CompiledGrammar, streams: list[list[int]]) -> list[float]:
+    """Seconds of fill_bitmask + consume_token for every token of every stream."""
+    from gcd.masks import allocate_token_bitmask
+
+    bitmask = allocate_token_bitmask(1, compiled.vocab.size)
+    times = []
+    for tokens in streams:
+        matcher = compiled.matcher()
+        for token in tokens:
             t = time.perf_counter()
             matcher.fill_bitmask(bitmask, 0)
-            ok = matcher.consume_token(token)
+            matcher.consume_token(token)
             times.append(time.perf_counter() - t)
-            if not ok:  # the tokenizer changed the text (normalisation): not this grammar's word
-                break
-        else:
-            steps += times
-            used += 1
-    if not steps:
-        raise GCDError(f"{args.grammar}: none of the {len(words)} drawn words survived tokenization")
-    us = np.array(steps) * 1e6
-    print(f"{args.grammar} with {args.tokenizer} ({vocab.size} tokens)")
-    print(f"  compile         {compile_seconds:.3f} s")
-    print(f"  words           {used} drawn from the grammar, {len(us)} tokens")
-    print(f"  per token (fill_bitmask + consume_token), µs:")
-    print(f"    p50 {np.percentile(us, 50):.1f}   p99 {np.percentile(us, 99):.1f}   "
-          f"mean {us.mean():.1f}   max {us.max():.1f}")
-    return 0
+    return times
 
 
 def _draw_words(grammar: Grammar, count: int, seed: int) -> list[str]:
