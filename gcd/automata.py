@@ -44,10 +44,6 @@ class Outcome:
                                   # sub-group id (GROUP), a token bitset (RESTRICT: the tokens
                                   # replay whole from the next lexeme start) or (ids, offsets)
 
-    @property
-    def n_classes(self) -> int:
-        return len(self.dense_states) + len(self.sparse_states) + len(self.emits)
-
 
 class TokenAutomata:
     """Lazily built token-level automata of one grammar over one vocabulary."""

@@ -76,17 +76,26 @@ def load_tokenizer(name_or_path: str = "smollm2") -> PreTrainedTokenizerBase:
     Tokenizers converted from GGUF (slow) are saved under
     ``default_cache_dir()/tokenizers/<name>-<gguf size>`` and loaded from there next time.
     """
-    if name_or_path in BUILTIN_MODELS:
-        folder, file = model_source(name_or_path)
-        return _gguf_tokenizer(name_or_path, folder / file)
+    gguf = _gguf(name_or_path)
+    if gguf is not None:
+        return _gguf_tokenizer(*gguf)
     path = Path(name_or_path).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return _gguf_tokenizer(path.stem, path)
     if not path.is_dir():
         raise GCDError(f"no tokenizer {name_or_path!r}: expected {BUILTIN_MODELS}, a .gguf file or a folder")
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+def _gguf(name_or_path: str) -> tuple[str, Path] | None:
+    """(cache name, GGUF file) for a built-in model name or a ``.gguf`` path; None otherwise."""
+    if name_or_path in BUILTIN_MODELS:
+        folder, file = model_source(name_or_path)
+        return name_or_path, folder / file
+    path = Path(name_or_path).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.stem, path
+    return None
 
 
 def _gguf_tokenizer(name: str, gguf: Path) -> PreTrainedTokenizerBase:
@@ -122,12 +131,10 @@ def load_model(name_or_path: str = "smollm2") -> tuple[PreTrainedModel, PreTrain
     ``default_cache_dir()/models/<name>-<gguf size>``, which later calls load in seconds.
     Raises ``GCDError`` when the model cannot be found or read.
     """
-    if name_or_path in BUILTIN_MODELS:
-        folder, file = model_source(name_or_path)
-        return _gguf_model(name_or_path, folder / file)
+    gguf = _gguf(name_or_path)
+    if gguf is not None:
+        return _gguf_model(*gguf)
     path = Path(name_or_path).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return _gguf_model(path.stem, path)
     if path.is_dir():
         return _pretrained(str(path), local_files_only=True)
     if _HUB_ID.fullmatch(name_or_path) and not name_or_path.startswith("."):

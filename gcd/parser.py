@@ -42,14 +42,6 @@ class ParseTable:
     def is_lalr(self) -> bool:
         return not self.conflicts
 
-    def expected(self, state: int) -> int:
-        """Bitmask of terminals with an action in ``state`` (what Lark's contextual lexer admits)."""
-        mask = 0
-        for t in self.actions[state]:
-            mask |= 1 << t
-        return mask
-
-
 def build_parse_table(rules: list[Rule], terminal_names: list[str], start: str) -> ParseTable:
     """LALR(1) table for ``rules`` (Lark rules), keeping every conflicting action."""
     analyzer = LALR_Analyzer(ParserConf(rules, {}, [start]))
@@ -116,13 +108,6 @@ class StackNode:
         self.state, self.parent = state, parent
         self.height = 0 if parent is None else parent.height + 1
 
-    def states(self) -> list[int]:
-        out, node = [], self
-        while node is not None:
-            out.append(node.state)
-            node = node.parent
-        return out[::-1]
-
 
 def top_height(config: Config) -> int:
     return max(node.height for node in config)
@@ -146,10 +131,13 @@ class Parser:
         self._feed: dict[tuple[Config, int], tuple[Config, int]] = {}
         self._shiftable: dict[Config, tuple[int, int]] = {}
         self.initial: Config = frozenset([self._push(None, table.start_state)])
-        # per state: terminals it shifts, and for each rule it reduces, the terminals that do
+        # per state: terminals with an action, those it shifts, and for each rule it reduces,
+        # the terminals that do
+        self._expected: list[int] = []
         self._shifts: list[int] = []
         self._reduces: list[list[tuple[int, int]]] = []
         for acts in table.actions:
+            self._expected.append(sum(1 << t for t in acts))
             shifts, reduces = 0, {}
             for t, options in acts.items():
                 for a in options:
@@ -218,7 +206,7 @@ class Parser:
             saved, self.low = self.low, min(node.height for node in config)
             mask = 0
             for node in config:
-                mask |= self._takes(node, self.table.expected(node.state) & ~mask, 0, set())
+                mask |= self._takes(node, self._expected[node.state] & ~mask, 0, set())
             hit = self._shiftable[config] = (mask, self.low)
             self.low = saved
         if hit[1] < self.low:
@@ -251,7 +239,7 @@ class Parser:
         """Terminals with an action in some top state (what Lark's contextual lexer admits)."""
         mask = 0
         for node in config:
-            mask |= self.table.expected(node.state)
+            mask |= self._expected[node.state]
         return mask
 
     def accepts_end(self, config: Config) -> bool:

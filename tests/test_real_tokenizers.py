@@ -60,31 +60,21 @@ def json_grammar() -> gcd.Grammar:
     return gcd.Grammar.from_file(ROOT / "grammars" / "json.lark")
 
 
-@pytest.fixture(scope="module")
-def sql_grammar() -> gcd.Grammar:
-    return gcd.Grammar.from_file(ROOT / "grammars" / "sql.lark")
+WORKLOADS = {"json": (JSON_DOCS, 40, 0), "sql": (SQL, 12, 1)}   # texts, step range to check, seed
 
 
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
 @pytest.mark.parametrize("name", ["smollm2", "gemma3"])
-def test_json_documents_walk_with_exact_masks(name, request, json_grammar):
+def test_texts_walk_with_exact_masks(name, workload, request):
     tokenizer = request.getfixturevalue(f"{name}_tokenizer")
     vocab = request.getfixturevalue(f"{name}_vocab")
-    compiled = gcd.GrammarCompiler(vocab, cache=False, progress=False).compile(json_grammar)
-    rng = random.Random(0)
-    for k, doc in enumerate(JSON_DOCS):
-        steps = {rng.randrange(40) for _ in range(2)} if k < (3 if name == "smollm2" else 1) else set()
-        walk(compiled, tokenizer, doc, steps)
-
-
-@pytest.mark.parametrize("name", ["smollm2", "gemma3"])
-def test_sql_queries_walk_with_exact_masks(name, request, sql_grammar):
-    tokenizer = request.getfixturevalue(f"{name}_tokenizer")
-    vocab = request.getfixturevalue(f"{name}_vocab")
-    compiled = gcd.GrammarCompiler(vocab, cache=False, progress=False).compile(sql_grammar)
-    rng = random.Random(1)
-    for k, query in enumerate(SQL):
-        steps = {rng.randrange(12) for _ in range(2)} if k < (3 if name == "smollm2" else 1) else set()
-        walk(compiled, tokenizer, query, steps)
+    grammar = gcd.Grammar.from_file(ROOT / "grammars" / f"{workload}.lark")
+    compiled = gcd.GrammarCompiler(vocab, cache=False, progress=False).compile(grammar)
+    texts, span, seed = WORKLOADS[workload]
+    rng = random.Random(seed)
+    for k, text in enumerate(texts):
+        steps = {rng.randrange(span) for _ in range(2)} if k < (3 if name == "smollm2" else 1) else set()
+        walk(compiled, tokenizer, text, steps)
 
 
 def test_first_token_may_be_whitespace_as_in_lark(smollm2_tokenizer, smollm2_vocab, json_grammar):
