@@ -1,418 +1,556 @@
 """Token-level automata: the whole vocabulary lexed at once from a lexer state.
 
-For a lexer state ``L`` and a group of tokens (the whole vocabulary, or the remainders of
-tokens whose first lexeme ended inside them), ``lex_group`` runs every token's bytes through
-the product DFA with numpy gathers, one byte position at a time, and splits the group into
+For a raw lexer state ``L`` and a group of tokens (the whole vocabulary, or the rests of
+tokens whose first lexeme ended inside them), ``outcome`` runs every token's bytes through
+the lexer DFA with numpy gathers, one byte position at a time, and splits the group into
 
-* classes of tokens consumed whole, by the lexer state they end in; a class is allowed
-  iff the recogniser finds that end state viable under the current parser configuration;
-* sub-groups of tokens whose lexeme ended inside them (by terminal and replayed bytes):
-  the parser takes the terminal, and the rest of each token is lexed again from the new
-  lexer state, recursively.
+* classes of tokens consumed whole, by the raw lexer state they end in: a class is allowed
+  iff that state is viable under the current parser configuration;
+* ``Emit``s: tokens whose lexeme ended inside them, by terminal and the bytes to read again:
+  the parser takes the terminal and the rest of each token is lexed from the next lexeme's
+  start, recursively (``Emit.group`` holds the tokens and where their rest starts);
+* the rest: tokens on which the lexeme dies before any match; only the fallback of a
+  decoding state (``gcd.recognizer``) can take them.
 
 None of this depends on the parser, so outcomes are cached per (lexer state, group) and
-shared by all parser configurations; the mask for a (configuration, lexer state) pair is
-cached too, since JSON and code revisit the same ones constantly.
+shared by all parser configurations. The mask of a group under a configuration is cached
+twice: by the exact configuration, and under the states of the top of the stack down to
+the deepest one its computation read (the floor the parser and recogniser return), so the
+same construct at another nesting depth is a cache hit.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+import threading
+from dataclasses import dataclass
 
 import numpy as np
 
-from gcd.recognizer import Recognizer, State
+from gcd.cache import LRU
+from gcd.parser import Config
+from gcd.recognizer import RawLex, Recognizer, State
 from gcd.vocab import Vocabulary
 
-DENSE_CLASS = 512          # classes with at least this many tokens are stored as dense bitsets
-SMALL_GROUP = 8           # emitted sub-groups up to this size are checked token by token
-GROUP, RESTRICT, TOKENS = 0, 1, 2   # kinds of emit entries
-MASK_CACHE_BYTES = 256 << 20
-MAX_STEP_CACHE = 200_000
+DENSE_CLASS = 512          # classes with at least this many tokens are stored as bitsets
+SMALL_GROUP = 8            # emit groups up to this size are checked token by token
+_DEEPER = "deeper"         # mask-trie entry: the computation read deeper than this level
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Tokens whose current lexeme ends inside them."""
+
+    terminal: int      # the lexeme that ends
+    replay: bytes      # the bytes read after its match, lexed again before the tokens' rests
+    group: int         # the tokens, and the offsets where their rests start (a group id)
 
 
 @dataclass(frozen=True, eq=False)
 class Outcome:
-    """What one token group does from one lexer state."""
+    """What the tokens of one group do from one raw lexer state."""
 
-    dense_states: tuple           # lexer states of the dense classes
-    dense_bits: np.ndarray        # uint32 [n_dense, words]
-    sparse_states: tuple          # lexer states of the sparse classes
-    sparse_ids: np.ndarray        # int32: token ids of the sparse classes, class after class
-    sparse_starts: np.ndarray     # int64 [n_sparse + 1]: CSR offsets into sparse_ids
-    emits: tuple                  # ((terminal, replay prefix, kind, payload), ...): payload is a
-                                  # sub-group id (GROUP), a token bitset (RESTRICT: the tokens
-                                  # replay whole from the next lexeme start) or (ids, offsets)
+    dense_ends: tuple[RawLex, ...]   # raw lexer state each dense class ends in
+    dense_bits: np.ndarray           # uint32 [n_dense, words]
+    sparse_ends: tuple[RawLex, ...]
+    sparse_ids: np.ndarray           # int32: token ids of the sparse classes, class after class
+    sparse_starts: np.ndarray        # int64 [n_sparse + 1]: CSR offsets into sparse_ids
+    emits: tuple[Emit, ...]
+
+    def nbytes(self) -> int:
+        return self.dense_bits.nbytes + self.sparse_ids.nbytes + 64 * (len(self.emits) + len(self.dense_ends)
+                                                                       + len(self.sparse_ends))
+
+
+class TokenGroups:
+    """Token groups: token ids with the offsets where their rests start, numbered by content.
+    Group 0 is every token with bytes, whole; ``first_byte_groups`` splits it by first byte.
+    These first groups depend on the vocabulary alone (``vocabulary_groups``); the others
+    are the grammar's."""
+
+    def __init__(self, vocab: Vocabulary, shared: dict[str, np.ndarray] | None = None) -> None:
+        self.words = (vocab.size + 31) // 32
+        self.offset_dtype = np.uint16 if int(vocab.lengths.max(initial=0)) < 1 << 16 else np.int32
+        self._ids: list[np.ndarray] = []
+        self._offsets: list[np.ndarray] = []
+        self._digests: list[bytes] = []
+        self._index: dict[bytes, int] = {}
+        self._bits: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+        shared = vocabulary_groups(vocab) if shared is None else shared
+        self._append_packed(shared)
+        self.n_shared = len(self._ids)
+        self.first_byte_groups = [(int(b), g + 1) for g, b in enumerate(shared["first_bytes"].tolist())]
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def ids(self, group: int) -> np.ndarray:
+        return self._ids[group]
+
+    def offsets(self, group: int) -> np.ndarray:
+        return self._offsets[group]
+
+    def is_whole(self, group: int) -> bool:
+        return not self._offsets[group].any()
+
+    def bits(self, group: int) -> np.ndarray:
+        """The group's tokens as a packed bitset (uint32 [words], read-only)."""
+        b = self._bits.get(group)
+        if b is None:
+            b = self._bits[group] = _readonly(_ids_to_bits(self._ids[group], self.words))
+        return b
+
+    def add(self, ids: np.ndarray, offsets: np.ndarray) -> int:
+        """The id of the group (token ids, offsets of their rests), by content."""
+        ids = np.asarray(ids, np.int32)
+        offsets = np.asarray(offsets, self.offset_dtype)
+        key = _digest(ids, offsets)
+        gid = self._index.get(key)
+        if gid is None:
+            with self._lock:
+                gid = self._index.get(key)
+                if gid is None:
+                    gid = len(self._ids)
+                    self._ids.append(_readonly(ids))
+                    self._offsets.append(_readonly(offsets))
+                    self._digests.append(key)
+                    self._index[key] = gid
+        return gid
+
+    def export(self) -> dict[str, np.ndarray]:
+        """The grammar's groups (those after the shared ones) as flat arrays."""
+        with self._lock:
+            return _pack_groups(self._ids[self.n_shared:], self._offsets[self.n_shared:], self._digests[self.n_shared:],
+                                self.offset_dtype)
+
+    def restore(self, packed: dict[str, np.ndarray]) -> None:
+        """Append the groups of an ``export`` (of groups over the same vocabulary)."""
+        with self._lock:
+            self._append_packed(packed)
+
+    def _append_packed(self, packed: dict[str, np.ndarray]) -> None:
+        starts, ids, offsets, digests = packed["starts"], packed["ids"], packed["offsets"], packed["digests"]
+        for g in range(len(starts) - 1):
+            key = digests[g].tobytes()
+            self._index[key] = len(self._ids)
+            self._ids.append(ids[starts[g]:starts[g + 1]])
+            self._offsets.append(offsets[starts[g]:starts[g + 1]])
+            self._digests.append(key)
+
+
+def vocabulary_groups(vocab: Vocabulary) -> dict[str, np.ndarray]:
+    """The groups every grammar over ``vocab`` starts with, as flat arrays: all tokens with
+    bytes, whole; then those tokens by first byte (``first_bytes``), after it."""
+    offset_dtype = np.uint16 if int(vocab.lengths.max(initial=0)) < 1 << 16 else np.int32
+    top = np.flatnonzero(vocab.lengths > 0).astype(np.int32)
+    first = vocab.flat_bytes[vocab.token_starts[top]]
+    ids, offsets, first_bytes = [top], [np.zeros(len(top), offset_dtype)], []
+    for b, members in _group_by(first, top):
+        first_bytes.append(b)
+        ids.append(members)
+        offsets.append(np.ones(len(members), offset_dtype))
+    packed = _pack_groups(ids, offsets, [_digest(i, o) for i, o in zip(ids, offsets)], offset_dtype)
+    packed["first_bytes"] = np.array(first_bytes, np.uint8)
+    return packed
+
+
+def _pack_groups(ids: list, offsets: list, digests: list, offset_dtype) -> dict[str, np.ndarray]:
+    starts = np.zeros(len(ids) + 1, np.int64)
+    starts[1:] = np.cumsum([len(x) for x in ids])
+    return {"starts": starts,
+            "ids": np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32),
+            "offsets": np.concatenate(offsets).astype(offset_dtype) if offsets else np.zeros(0, offset_dtype),
+            "digests": np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 16)}
+
+
+def _digest(ids: np.ndarray, offsets: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.asarray(ids, np.int32).tobytes() + b"|" + np.asarray(offsets, np.int32).tobytes(),
+                           digest_size=16).digest()
 
 
 class TokenAutomata:
-    """Lazily built token-level automata of one grammar over one vocabulary."""
+    """Lazily built token-level automata of one grammar over one vocabulary. Safe to use from
+    several threads; every cache has a budget (``cache_bytes`` for masks and outcomes)."""
 
-    def __init__(self, recognizer: Recognizer, vocab: Vocabulary) -> None:
+    def __init__(self, recognizer: Recognizer, vocab: Vocabulary, cache_bytes: int = 512 << 20,
+                 shared_groups: dict[str, np.ndarray] | None = None) -> None:
         self.recognizer = recognizer
         self.vocab = vocab
-        self.words = (vocab.size + 31) // 32
-        self._matrix = vocab.byte_matrix
-        self._flat = self._matrix.ravel()
+        self.cache_bytes = cache_bytes
+        self.groups = TokenGroups(vocab, shared_groups)
+        self.words = self.groups.words
+        self._flat = vocab.flat_bytes
+        self._starts = vocab.token_starts
         self._lengths = vocab.lengths.astype(np.int32)
-        top = np.flatnonzero(self._lengths > 0).astype(np.int64)
-        first = self._matrix[top, 0]
-        order = np.argsort(first, kind="stable")
-        self._by_first = top[order]                     # tokens sorted by first byte
-        self._first_starts = np.searchsorted(first[order], np.arange(257))
-        flags = np.zeros((256, self.words * 32), dtype=bool)
-        flags[first, top] = True
-        self._first_bits = _pack(flags)                 # uint32 [256, words]: tokens by first byte
-        self._groups: list[tuple[np.ndarray, np.ndarray]] = [(top, np.zeros(len(top), np.int32))]
-        self._group_ids: dict[bytes, int] = {}   # content digest -> group id
-        self._splits: dict[int, list[tuple[int, int]]] = {}   # group -> [(next byte, sub-group)]
-        self._token_bytes = [vocab.token_bytes(i) for i in range(vocab.size)]
-        self._outcomes: dict[tuple[tuple, int], Outcome] = {}
-        self._masks: dict[tuple, tuple[np.ndarray, int]] = {}   # (config, key) -> (mask, stack depth read)
-        self._trie: dict[tuple, dict] = {}
-        self._step_masks: dict[State, np.ndarray] = {}          # decoding-step fast paths
-        self._steps: dict[tuple, State | None] = {}
-        self._mask_bytes = 0
+        self._token_bytes = vocab.tokens
+        self._outcomes = LRU(1 << 20, max_bytes=cache_bytes // 2)   # (raw lex, group) -> Outcome
+        self._masks = LRU(1 << 20, max_bytes=cache_bytes // 4)      # (config, raw lex, group) -> (bits, floor)
+        self._trie = LRU(1 << 20, max_bytes=cache_bytes // 4)       # (raw lex, group, top states) -> entry
+        self._top = LRU(200_000)                                    # decoding state -> mask with EOS
+        self._steps = LRU(200_000)                                  # (state, token) -> state | None
         eos = np.zeros(self.words * 32, dtype=bool)
         eos[list(vocab.eos_token_ids)] = True
-        self._eos_bits = _pack(eos)
+        self.eos_bits = _readonly(_pack(eos))
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        # keyed by stack objects, which are per process; the trie (by state numbers) is kept
-        for name in ("_masks", "_step_masks", "_steps"):
-            del state[name]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._masks, self._step_masks, self._steps = {}, {}, {}
-
-    # -- compile time -------------------------------------------------------------
-    def explore(self, budget: int = 1000) -> list:
-        """Parser configurations reachable from the initial one, breadth-first, skipping those
-        whose top three stack states were seen already (they rarely lead anywhere new)."""
-        rec = self.recognizer
-        parser, n = rec.parser, rec.lexer.n_terminals
-        queue, seen = [parser.initial], set()
-        for config in queue:
-            takes = parser.shiftable(config) & ~rec.ignore_mask
-            for t in range(n):
-                if takes >> t & 1:
-                    nxt = parser.feed(config, t)
-                    key = frozenset(_top(node, 3) for node in nxt)
-                    if key not in seen and len(seen) < budget:
-                        seen.add(key)
-                        queue.append(nxt)
-        return queue
-
-    # -- masks ----------------------------------------------------------------------
+    # -- decoding -----------------------------------------------------------------------
     def mask(self, state: State) -> np.ndarray:
-        """Packed allowed-token bitset (uint32 [words]) for a recogniser state, EOS included."""
-        config, lex = state
-        return self._cached(config, (lex, 0), lambda: self._top_mask(state))
+        """Packed allowed-token bitset (uint32 [words], read-only) of a decoding state, EOS included."""
+        bits = self._top.get(state)
+        if bits is None:
+            rec = self.recognizer
+            config, (s, fallback) = state
+            bits, _ = self.group_mask(config, (s, None), 0)
+            if fallback is not None:
+                extra = self._fallback_tokens(config, s)
+                if extra.any():
+                    bits = bits | (extra & self.mask(fallback))
+            if rec.is_accepting(state)[0]:
+                bits = bits | self.eos_bits
+            bits = _readonly(bits)
+            self._top.put(state, bits)
+        return bits
 
-    def step_mask(self, state: State) -> np.ndarray:
-        """``mask(state)`` for a decoding step: a plain dict lookup when seen before."""
-        m = self._step_masks.get(state)
-        if m is None:
-            if len(self._step_masks) > MAX_STEP_CACHE:
-                self._step_masks.clear()
-            m = self._step_masks[state] = self.mask(state)
-        return m
-
-    def step(self, state: State, token: int) -> State | None:
-        """The recogniser state after ``token`` (None if it is not allowed), memoised."""
+    def advance(self, state: State, token: int) -> State | None:
+        """The decoding state after ``token`` (None if it is not allowed), memoised."""
         key = (state, token)
         nxt = self._steps.get(key, False)
         if nxt is False:
             rec = self.recognizer
-            nxt = rec.feed_bytes(state, self._token_bytes[token])
-            if nxt is not None and not rec.is_viable(nxt):
+            nxt, _ = rec.advance(state, self._token_bytes[token])
+            if nxt is not None and not rec.is_viable(nxt)[0]:
                 nxt = None
-            if len(self._steps) > MAX_STEP_CACHE:
-                self._steps.clear()
-            self._steps[key] = nxt
+            self._steps.put(key, nxt)
         return nxt
 
-    def _top_mask(self, state: State) -> np.ndarray:
-        m = self._mask(state[0], state[1], 0)
-        return m | self._eos_bits if self.recognizer.is_accepting(state) else m
+    def _fallback_tokens(self, config: Config, s: int) -> np.ndarray:
+        """Tokens that a decoding state at lexer state ``s`` passes to its fallback: those the
+        lexeme dies on before any match, and those read whole without a match, by which the
+        lexeme cannot go on to a terminal the parser takes."""
+        out = self.outcome((s, None), 0)
+        rec, groups = self.recognizer, self.groups
+        takes = rec.parser.next_terminals(config)[0] | rec.ignore_mask
+        lexer = rec.lexer
+        seen = np.zeros(self.words, dtype=np.uint32)     # tokens read whole or with a match inside
+        bits = np.zeros(self.words, dtype=np.uint32)
+        for i, (t, last) in enumerate(out.dense_ends):
+            seen |= out.dense_bits[i]
+            if last is None and lexer.accept[t] < 0 and not lexer.alive[t] & takes:
+                bits |= out.dense_bits[i]
+        for i, (t, last) in enumerate(out.sparse_ends):
+            ids = _ids_to_bits(out.sparse_ids[out.sparse_starts[i]:out.sparse_starts[i + 1]], self.words)
+            seen |= ids
+            if last is None and lexer.accept[t] < 0 and not lexer.alive[t] & takes:
+                bits |= ids
+        for emit in out.emits:
+            seen |= groups.bits(emit.group)
+        return bits | (groups.bits(0) & ~seen)
 
-    def _cached(self, config, key: tuple, compute) -> np.ndarray:
-        """``compute()``, the mask of token group ``key = (lexer state, group)`` under
-        ``config``, cached twice: by the exact configuration, and for single-stack
-        configurations in a trie over the top stack states down to the deepest one the
-        computation read (the parser's low-water mark). So the same construct at another
-        nesting depth, or in another context that reads the same stack top, is a hit."""
-        parser = self.recognizer.parser
-        top = next(iter(config)) if len(config) == 1 else max(config, key=_height)
-        exact = (config, key)
+    # -- masks of token groups -----------------------------------------------------------
+    def group_mask(self, config: Config, lex: RawLex, group: int) -> tuple[np.ndarray, int]:
+        """The tokens of ``group`` whose rests keep the text viable from ``(config, lex)``,
+        and the floor read; cached by the exact configuration and in the stack-top trie."""
+        exact = (config, lex, group)
         hit = self._masks.get(exact)
-        if hit is None and len(config) == 1:
-            hit = self._trie_get(key, top)
+        if hit is not None:
+            return hit
+        top = next(iter(config))
+        chain = len(config) == 1
+        if chain:
+            hit = self._trie_get(lex, group, top)
         if hit is None:
-            saved, parser.low = parser.low, top.height
-            m = compute()
-            hit = (m, top.height - parser.low)
-            parser.low = saved
-            if self._mask_bytes > MASK_CACHE_BYTES:
-                self._masks.clear()
-                self._trie.clear()
-                self._mask_bytes = 0
-            self._mask_bytes += m.nbytes
-            if len(config) == 1:
-                self._trie_put(key, top, hit)
-        self._masks[exact] = hit
-        low = top.height - hit[1]
-        if low < parser.low:
-            parser.low = low
-        return hit[0]
+            bits, floor = self._compute_mask(config, lex, group)
+            bits = _readonly(bits)
+            depth = max(0, top.height - floor)
+            if chain:
+                self._trie_put(lex, group, top, depth, bits)
+            hit = (bits, floor)
+        self._masks.put(exact, hit, hit[0].nbytes + 64)
+        return hit
 
-    def _trie_get(self, key: tuple, node):
-        level = self._trie.get(key)
-        while level is not None and node is not None:
-            entry = level.get(node.state)
-            if type(entry) is tuple:
-                return entry
-            level, node = entry, node.parent
-        return None
+    def _trie_get(self, lex: RawLex, group: int, top) -> tuple[np.ndarray, int] | None:
+        node, states = top, [top.state]
+        while True:
+            entry = self._trie.get((lex, group, tuple(states)))
+            if entry is None:
+                return None
+            if entry is not _DEEPER:
+                bits, depth = entry
+                return bits, top.height - depth
+            if len(node.parents) != 1:
+                return None
+            node = node.parents[0]
+            states.append(node.state)
 
-    def _trie_put(self, key: tuple, node, hit: tuple) -> None:
-        level = self._trie.setdefault(key, {})
-        for _ in range(hit[1]):
-            nxt = level.get(node.state)
-            if type(nxt) is not dict:
-                nxt = level[node.state] = {}
-            level, node = nxt, node.parent
-        level[node.state] = hit
+    def _trie_put(self, lex: RawLex, group: int, top, depth: int, bits: np.ndarray) -> None:
+        node, states = top, [top.state]
+        for _ in range(depth):
+            if len(node.parents) != 1:
+                return  # not a single stack down to the depth read: only the exact cache
+            node = node.parents[0]
+            states.append(node.state)
+        for d in range(depth):
+            self._trie.put((lex, group, tuple(states[:d + 1])), _DEEPER, 64)
+        self._trie.put((lex, group, tuple(states)), (bits, depth), bits.nbytes + 64)
 
-    def _mask(self, config, lex, group: int) -> np.ndarray:
+    def _compute_mask(self, config: Config, lex: RawLex, group: int) -> tuple[np.ndarray, int]:
         rec = self.recognizer
         out = self.outcome(lex, group)
-        takes = rec.parser.shiftable(config) | rec.ignore_mask
+        takes, floor = rec.parser.next_terminals(config)
+        takes |= rec.ignore_mask
         alive = rec.lexer.alive
 
-        def viable(state) -> bool:
-            if state[1] is None:
-                return bool(alive[state[0]] & takes)
-            return rec.is_viable((config, state))
+        def viable(end: RawLex) -> bool:
+            nonlocal floor
+            if end[1] is None:
+                return bool(alive[end[0]] & takes)
+            ok, f = rec.is_viable_raw(config, end)
+            floor = min(floor, f)
+            return ok
 
         bits = np.zeros(self.words, dtype=np.uint32)
-        if out.dense_states:
-            sel = [i for i, s in enumerate(out.dense_states) if viable(s)]
-            if sel:
-                bits = np.bitwise_or.reduce(out.dense_bits[sel], axis=0)
-        if out.sparse_states:
-            sel = [i for i, s in enumerate(out.sparse_states) if viable(s)]
-            if sel:
-                ids = np.concatenate([out.sparse_ids[out.sparse_starts[i]:out.sparse_starts[i + 1]] for i in sel])
-                if len(ids) < self.words:   # few tokens: set their bits one by one
-                    np.bitwise_or.at(bits, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
-                else:
-                    flags = np.zeros(self.words * 32, dtype=bool)
-                    flags[ids] = True
-                    bits |= _pack(flags)
-        for terminal, prefix, kind, payload in out.emits:
-            after = rec.shift(config, terminal)
-            if after is None:
-                continue
-            if kind == RESTRICT:  # whole tokens lexed again from the next lexeme's start
-                bits |= self.mask((after, rec.fresh(after))) & payload
-                continue
-            state = rec.feed_bytes((after, rec.fresh(after)), prefix)
-            if state is None:
-                continue
-            if kind == GROUP:
-                bits |= self._cached(state[0], (state[1], payload),
-                                     lambda: self._mask(state[0], state[1], payload))
-                continue
-            for token, offset in zip(*payload):  # a few tokens: byte by byte
-                end = rec.feed_bytes(state, self._token_bytes[token][offset:])
-                if end is not None and rec.is_viable(end):
-                    bits[token >> 5] |= np.uint32(1 << (token & 31))
-        return bits
+        sel = [i for i, end in enumerate(out.dense_ends) if viable(end)]
+        if sel:
+            bits = np.bitwise_or.reduce(out.dense_bits[sel], axis=0)
+        sel = [i for i, end in enumerate(out.sparse_ends) if viable(end)]
+        if sel:
+            ids = np.concatenate([out.sparse_ids[out.sparse_starts[i]:out.sparse_starts[i + 1]] for i in sel])
+            bits |= _ids_to_bits(ids, self.words)
+        for emit in out.emits:
+            m, f = self._emit_mask(config, emit)
+            floor = min(floor, f)
+            if m is not None:
+                bits |= m
+        return bits, floor
 
-    # -- lexing the vocabulary ---------------------------------------------------------
-    def outcome(self, lex: tuple, group: int) -> Outcome:
+    def _emit_mask(self, config: Config, emit: Emit) -> tuple[np.ndarray | None, int]:
+        """The tokens of an emit whose rests are viable once the parser has taken its terminal."""
+        rec, groups = self.recognizer, self.groups
+        after, floor = rec.shift(config, emit.terminal)
+        if after is None:
+            return None, floor
+        (start, _), f = rec.fresh(after)
+        floor = min(floor, f)
+        if not emit.replay and groups.is_whole(emit.group):  # whole tokens from the next lexeme's start
+            m, f = self.group_mask(after, (start, None), 0)
+            return m & groups.bits(emit.group), min(floor, f)
+        state, f = rec.advance_raw(after, (start, None), emit.replay)
+        floor = min(floor, f)
+        if state is None:
+            return None, floor
+        ids = groups.ids(emit.group)
+        if len(ids) > SMALL_GROUP:
+            m, f = self.group_mask(state[0], state[1], emit.group)
+            return m, min(floor, f)
+        m = np.zeros(self.words, dtype=np.uint32)
+        for token, offset in zip(ids.tolist(), groups.offsets(emit.group).tolist()):
+            end, f = rec.advance_raw(state[0], state[1], self._token_bytes[token][offset:])
+            floor = min(floor, f)
+            if end is not None:
+                ok, f = rec.is_viable_raw(*end)
+                floor = min(floor, f)
+                if ok:
+                    m[token >> 5] |= np.uint32(1 << (token & 31))
+        return m, floor
+
+    # -- lexing the vocabulary -----------------------------------------------------------
+    def outcome(self, lex: RawLex, group: int) -> Outcome:
         key = (lex, group)
         out = self._outcomes.get(key)
         if out is None:
-            if group == 0 or self.recognizer.lexer.is_start(lex[0]):
-                out = self._by_next_byte(lex, group)
-            else:
-                out = self._lex_group(lex, group)
-            self._outcomes[key] = out
+            out = self._by_first_byte(lex) if group == 0 else self._lex_group(lex, group)
+            if self.recognizer.lexer.is_start(lex[0]):
+                out = self._merge_ignored(lex, out)
+            self._outcomes.put(key, out, out.nbytes())
         return out
 
-    def _split(self, group: int) -> list[tuple[int, int]]:
-        """The group's tokens by their next byte: [(byte, sub-group of the rest)]."""
-        split = self._splits.get(group)
-        if split is None:
-            ids, offsets = self._groups[group]
-            nxt = self._flat.take(ids * self._matrix.shape[1] + offsets)
-            split = self._splits[group] = [(byte, self._group_id(ids[members], offsets[members] + 1))
-                                           for byte, members in _group_by(nxt, np.arange(len(ids)))]
-        return split
-
-    def _by_next_byte(self, lex: tuple, group: int) -> Outcome:
-        """A group's outcome assembled from its tokens' outcomes after their next byte. The
-        state after one byte is shared by many lexer states (inside an identifier, a number,
-        whitespace, whatever candidate set the lexeme started with), so most lexing is shared.
-        Tokens dead at that byte end the pending lexeme before them. At a lexeme start,
-        tokens whose first lexeme is an ignored terminal leave the parser as it is, so the
-        rest of them is lexed from this same start and merged in."""
+    def _by_first_byte(self, lex: RawLex) -> Outcome:
+        """The whole vocabulary's outcome assembled from the outcomes of its tokens after their
+        first byte. The lexer state after one byte is shared by many lexer states (inside an
+        identifier, a number, whitespace, whatever candidate set the lexeme started with), so
+        most lexing is shared."""
         s, last = lex
-        lexer = self.recognizer.lexer
-        row, accept = lexer.rows[s], lexer.accept_list
+        lexer, groups = self.recognizer.lexer, self.groups
+        row, accept = lexer.rows[s], lexer.accept
         parts, dead = [], []
-        for byte, sub in self._split(group):
+        for byte, sub in groups.first_byte_groups:
             t = row[byte]
+            m = lexer.match_before(s, byte)
             if t < 0:
-                dead.append((byte, sub))
-            elif accept[t] >= 0:
-                parts.append(self.outcome((t, None), sub))
-            elif accept[s] >= 0:
-                parts.append(self.outcome((t, (accept[s], bytes((byte,)))), sub))
+                ends = (m, b"") if m >= 0 else last
+                if ends is not None:
+                    dead.append((ends, sub))
+                continue
+            if accept[t] >= 0:
+                child = (t, None)
+            elif m >= 0:
+                child = (t, (m, bytes((byte,))))
             elif last is not None:
-                parts.append(self.outcome((t, (last[0], last[1] + bytes((byte,)))), sub))
+                child = (t, (last[0], last[1] + bytes((byte,))))
             else:
-                parts.append(self.outcome((t, None), sub))
-        out = _concat(parts, self.words)
-        ends = (accept[s], b"") if accept[s] >= 0 else last
-        if dead and ends is not None:
-            if group == 0 and not ends[1]:  # whole tokens: the next lexeme start's mask, restricted
-                members = np.bitwise_or.reduce(self._first_bits[[b for b, _ in dead]], axis=0)
-                entry = (ends[0], b"", RESTRICT, members)
-            else:
-                ids = np.concatenate([self._groups[sub][0] for _, sub in dead])
-                offsets = np.concatenate([self._groups[sub][1] for _, sub in dead]) - 1
-                entry = self._emit(ends[0], ends[1], ids, offsets.astype(np.int32))
-            out = replace(out, emits=out.emits + (entry,))
-        out = replace(out, emits=self._merge_emits(out.emits))
+                child = (t, None)
+            parts.append(self.outcome(child, sub))
+        emits = []
+        for (terminal, replay), subs in _group_pairs(dead):
+            ids = np.concatenate([groups.ids(g) for g in subs])
+            offsets = np.concatenate([groups.offsets(g) for g in subs]) - 1   # whole tokens again
+            emits.append(Emit(terminal, replay, groups.add(ids, offsets)))
+        return _concat(parts, self.words, tuple(emits))
+
+    def _merge_ignored(self, lex: RawLex, out: Outcome) -> Outcome:
+        """At a lexeme start, tokens whose first lexeme is an ignored terminal leave the parser
+        as it is, so the rest of them is lexed from this same start and merged in."""
         ignored = self.recognizer.ignore_mask
-        if lexer.is_start(s) and any(ignored >> e[0] & 1 and not e[1] for e in out.emits):
-            rest = [e for e in out.emits if not (ignored >> e[0] & 1 and not e[1])]
-            again = [self.outcome(lex, e[3] if e[2] == GROUP else self._group_id(*map(np.asarray, e[3])))
-                     for e in out.emits if ignored >> e[0] & 1 and not e[1]]
-            out = _concat([replace(out, emits=tuple(rest))] + again, self.words)
-        return out
+        again = [e for e in out.emits if ignored >> e.terminal & 1 and not e.replay]
+        if not again:
+            return out
+        rest = tuple(e for e in out.emits if not (ignored >> e.terminal & 1 and not e.replay))
+        kept = Outcome(out.dense_ends, out.dense_bits, out.sparse_ends, out.sparse_ids, out.sparse_starts, rest)
+        return _concat([kept] + [self.outcome(lex, e.group) for e in again], self.words, ())
 
-    def _emit(self, terminal: int, prefix: bytes, ids: np.ndarray, offsets: np.ndarray) -> tuple:
-        """An emit entry for tokens whose remainders (from ``offsets``) follow ``prefix``."""
-        if len(ids) <= SMALL_GROUP:
-            return (terminal, prefix, TOKENS, (ids.tolist(), offsets.tolist()))
-        return (terminal, prefix, GROUP, self._group_id(ids, offsets))
-
-    def _merge_emits(self, emits: tuple) -> tuple:
-        """One emit entry per (terminal, prefix): their token groups united."""
-        by_key: dict[tuple, list] = {}
-        for e in emits:
-            by_key.setdefault((e[0], e[1], e[2] == RESTRICT), []).append(e)
-        out = []
-        for (terminal, prefix, restrict), entries in by_key.items():
-            if len(entries) == 1:
-                out.append(entries[0])
-            elif restrict:
-                out.append((terminal, prefix, RESTRICT, np.bitwise_or.reduce([e[3] for e in entries])))
-            else:
-                ids, offsets = zip(*(self._groups[e[3]] if e[2] == GROUP else map(np.asarray, e[3]) for e in entries))
-                out.append(self._emit(terminal, prefix, np.concatenate(ids).astype(np.int64),
-                                      np.concatenate(offsets).astype(np.int32)))
-        return tuple(out)
-
-    def _group_id(self, ids: np.ndarray, offsets: np.ndarray) -> int:
-        """The id of the token group (token ids, offsets of their remainders), by content."""
-        key = hashlib.blake2b(ids.tobytes() + b"|" + offsets.astype(np.int32).tobytes(), digest_size=16).digest()
-        gid = self._group_ids.get(key)
-        if gid is None:
-            gid = self._group_ids[key] = len(self._groups)
-            self._groups.append((ids, offsets))
-        return gid
-
-    def _lex_group(self, lex: tuple, group: int) -> Outcome:
+    def _lex_group(self, lex: RawLex, group: int) -> Outcome:
         s0, last0 = lex
-        dfa = self.recognizer.lexer
-        start_accept = int(dfa.accept[s0])
-        ids, offsets = self._groups[group]
+        lexer = self.recognizer.lexer
+        ids, offsets = self.groups.ids(group), self.groups.offsets(group)
         rem = self._lengths[ids] - offsets
         n = len(ids)
         state = np.full(n, s0, dtype=np.int32)
-        last_pos = np.full(n, -1, dtype=np.int32)     # bytes into the remainder at the last match
+        last_pos = np.full(n, -1, dtype=np.int32)     # bytes into the rest where the last match ended
         last_term = np.full(n, -1, dtype=np.int32)
         death = np.full(n, -1, dtype=np.int32)
         # one byte position at a time, with flat 1-D gathers (much faster than 2-D fancy indexing)
-        table, accept = dfa.table.ravel(), dfa.accept
-        where = ids * self._matrix.shape[1] + offsets        # flat index of each next byte
+        table = lexer.table.ravel()
+        before = lexer.before_table
+        before = before.ravel() if before is not None else None
+        accept = lexer.accept_array
+        where = self._starts[ids] + offsets       # flat index of each token's rest
         active = np.flatnonzero(rem > 0)
         j = 0
         while len(active):
-            nxt = table.take(state.take(active) * 256 + self._flat.take(where.take(active) + j))
+            st = state.take(active)
+            byte = self._flat.take(where.take(active) + j).astype(np.int64)
+            matched = before.take(st * 257 + byte) if before is not None else accept.take(st)
+            hit = matched >= 0
+            if hit.any():
+                last_pos[active[hit]] = j
+                last_term[active[hit]] = matched[hit]
+            nxt = table.take(st * 256 + byte)
             alive = nxt >= 0
             if not alive.all():
                 death[active[~alive]] = j
                 active, nxt = active[alive], nxt[alive]
             state[active] = nxt
-            acc = accept.take(nxt)
-            hit = acc >= 0
-            if hit.any():
-                matched = active[hit]
-                last_pos[matched] = j + 1
-                last_term[matched] = acc[hit]
             j += 1
             active = active[rem.take(active) > j]
 
-        # tokens consumed whole: group by end lexer state
+        # tokens read whole: by the raw lexer state they end in
         whole = np.flatnonzero(death < 0)
-        classes: dict[tuple, list[int]] = {}
-        end_accepting = dfa.accept[state[whole]] >= 0
-        simple = whole[end_accepting | ((last_pos[whole] < 0) & (start_accept < 0) & (last0 is None))]
-        for s, members in _group_by(state[simple], simple):
-            classes[(s, None)] = members
+        classes: dict[RawLex, list] = {}
+        end_accepting = accept[state[whole]] >= 0
+        simple = whole[end_accepting | ((last_pos[whole] < 0) & (last0 is None))]
+        for t, members in _group_by(state[simple], simple):
+            classes[(t, None)] = [members]
         for i in np.setdiff1d(whole, simple, assume_unique=True).tolist():
-            tail = self._bytes(ids[i], offsets[i], rem[i])
+            tail = self._rest(ids[i], offsets[i])
             if last_pos[i] >= 0:
                 last = (int(last_term[i]), tail[last_pos[i]:])
-            elif start_accept >= 0:
-                last = (start_accept, tail)
             else:
                 last = (last0[0], last0[1] + tail)
-            classes.setdefault((int(state[i]), last), []).append(i)
+            classes.setdefault((int(state[i]), last), []).append(np.array([i]))
 
-        # tokens whose lexeme ended inside them
+        # tokens on which the lexeme ended: at their last match, or at the state's own
         died = np.flatnonzero(death >= 0)
         emits = []
         inner = died[last_pos[died] >= 0]
         for t, members in _group_by(last_term[inner], inner):
-            emits.append(self._emit(t, b"", ids[members], offsets[members] + last_pos[members]))
-        before = died[last_pos[died] < 0]
-        if len(before) and (start_accept >= 0 or last0 is not None):
-            t, prefix = (start_accept, b"") if start_accept >= 0 else last0
-            emits.append(self._emit(t, prefix, ids[before], offsets[before]))
+            emits.append(Emit(t, b"", self.groups.add(ids[members], offsets[members] + last_pos[members])))
+        before_any = died[last_pos[died] < 0]
+        if len(before_any) and last0 is not None:
+            emits.append(Emit(last0[0], last0[1], self.groups.add(ids[before_any], offsets[before_any])))
+        return _classes_outcome({end: ids[np.concatenate(m)] for end, m in classes.items()}, self.words,
+                                tuple(emits))
 
-        dense, dense_bits, sparse, sparse_ids = [], [], [], []
-        for st, members in classes.items():
-            tok = ids[np.asarray(members)]
-            if len(tok) >= DENSE_CLASS:
-                flags = np.zeros(self.words * 32, dtype=bool)
-                flags[tok] = True
-                dense.append(st)
-                dense_bits.append(_pack(flags))
+    def _rest(self, token: int, offset: int) -> bytes:
+        return self._token_bytes[token][offset:]
+
+    # -- compile time -------------------------------------------------------------------
+    def explore(self, budget: int = 1000) -> list:
+        """Parser configurations reachable from the initial one, breadth-first, skipping those
+        whose top three stack states were seen already (they rarely lead anywhere new)."""
+        rec = self.recognizer
+        parser = rec.parser
+        classes = parser.table.terminal_class
+        queue, seen = [parser.initial], set()
+        for config in queue:
+            takes = parser.next_terminals(config)[0] & ~rec.ignore_mask & ~(1 << parser.end)
+            tried = set()
+            for t in _bits(takes):
+                if classes[t] in tried:  # interchangeable terminals lead to the same configuration
+                    continue
+                tried.add(classes[t])
+                nxt, _ = parser.advance(config, t)
+                key = frozenset(_top(node, 3) for node in nxt)
+                if key not in seen and len(seen) < budget:
+                    seen.add(key)
+                    queue.append(nxt)
+        return queue
+
+    # -- the cache file ---------------------------------------------------------------------
+    def export(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """What was computed so far that does not depend on parser objects: the grammar's
+        token groups, the outcomes and the stack-top trie of masks (JSON-able structure, arrays)."""
+        outcomes, dense, sparse_ids, sparse_starts = [], [], [], []
+        for (lex, group), out in self._outcomes.items():
+            outcomes.append([_lex_json(lex), group, [_lex_json(e) for e in out.dense_ends],
+                             [_lex_json(e) for e in out.sparse_ends],
+                             [[e.terminal, e.replay.hex(), e.group] for e in out.emits]])
+            dense.append(out.dense_bits)
+            sparse_ids.append(out.sparse_ids)
+            sparse_starts.append(out.sparse_starts)
+        trie, trie_bits = [], []
+        for (lex, group, states), entry in self._trie.items():
+            if entry is _DEEPER:
+                trie.append([_lex_json(lex), group, list(states), -1, 0])
             else:
-                sparse.append(st)
-                sparse_ids.append(tok.astype(np.int32))
-        starts = np.zeros(len(sparse_ids) + 1, dtype=np.int64)
-        if sparse_ids:
-            starts[1:] = np.cumsum([len(x) for x in sparse_ids])
-        return Outcome(
-            dense_states=tuple(dense),
-            dense_bits=np.stack(dense_bits) if dense_bits else np.zeros((0, self.words), np.uint32),
-            sparse_states=tuple(sparse),
-            sparse_ids=np.concatenate(sparse_ids) if sparse_ids else np.zeros(0, np.int32),
-            sparse_starts=starts, emits=tuple(emits))
+                trie.append([_lex_json(lex), group, list(states), len(trie_bits), entry[1]])
+                trie_bits.append(entry[0])
+        arrays = {f"groups.{k}": v for k, v in self.groups.export().items()}
+        arrays["outcomes.dense"] = np.concatenate(dense) if dense else np.zeros((0, self.words), np.uint32)
+        arrays["outcomes.sparse_ids"] = np.concatenate(sparse_ids) if sparse_ids else np.zeros(0, np.int32)
+        arrays["outcomes.sparse_starts"] = np.concatenate(sparse_starts) if sparse_starts else np.zeros(0, np.int64)
+        arrays["trie.bits"] = np.stack(trie_bits) if trie_bits else np.zeros((0, self.words), np.uint32)
+        return {"outcomes": outcomes, "trie": trie}, arrays
 
-    def _bytes(self, token: int, offset: int, length: int) -> bytes:
-        return self._matrix[token, offset:offset + length].tobytes()
+    def restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        """Take what an ``export`` of automata for the same grammar, lexer and vocabulary holds."""
+        self.groups.restore({k[len("groups."):]: v for k, v in arrays.items() if k.startswith("groups.")})
+        dense, sparse_ids, sparse_starts = (arrays["outcomes.dense"], arrays["outcomes.sparse_ids"],
+                                            arrays["outcomes.sparse_starts"])
+        d = i = j = 0
+        for lex, group, dense_ends, sparse_ends, emits in meta["outcomes"]:
+            starts = sparse_starts[j:j + len(sparse_ends) + 1]
+            out = Outcome(tuple(map(_lex_tuple, dense_ends)), dense[d:d + len(dense_ends)],
+                          tuple(map(_lex_tuple, sparse_ends)), sparse_ids[i:i + int(starts[-1])], starts,
+                          tuple(Emit(t, bytes.fromhex(r), g) for t, r, g in emits))
+            d, i, j = d + len(dense_ends), i + int(starts[-1]), j + len(sparse_ends) + 1
+            self._outcomes.put((_lex_tuple(lex), group), out, out.nbytes())
+        bits = arrays["trie.bits"]
+        for lex, group, states, row, depth in meta["trie"]:
+            entry = _DEEPER if row < 0 else (bits[row], depth)
+            self._trie.put((_lex_tuple(lex), group, tuple(states)), entry, 64 if row < 0 else bits[row].nbytes + 64)
+
+    def stats(self) -> dict:
+        return {"token_outcomes": len(self._outcomes), "token_groups": len(self.groups),
+                "cached_masks": len(self._masks) + len(self._trie),
+                "cache_bytes": self._outcomes.nbytes + self._masks.nbytes + self._trie.nbytes}
+
+
+def _lex_json(lex: RawLex) -> list:
+    s, last = lex
+    return [s] if last is None else [s, last[0], last[1].hex()]
+
+
+def _lex_tuple(data: list) -> RawLex:
+    return (data[0], None) if len(data) == 1 else (data[0], (data[1], bytes.fromhex(data[2])))
 
 
 def _group_by(keys: np.ndarray, values: np.ndarray):
@@ -426,40 +564,91 @@ def _group_by(keys: np.ndarray, values: np.ndarray):
         yield int(keys[lo]), values[lo:hi]
 
 
-def _concat(parts: list[Outcome], words: int) -> Outcome:
-    """One outcome holding the classes and emits of ``parts`` (disjoint token sets);
-    classes with the same end state are merged."""
-    dense: dict[tuple, np.ndarray] = {}
-    sparse: dict[tuple, list[np.ndarray]] = {}
+def _group_pairs(pairs: list[tuple]):
+    """(key, [values]) for each distinct key of ``pairs``, in first-seen order."""
+    out: dict = {}
+    for key, value in pairs:
+        out.setdefault(key, []).append(value)
+    return out.items()
+
+
+def _classes_outcome(classes: dict[RawLex, np.ndarray], words: int, emits: tuple) -> Outcome:
+    dense, dense_bits, sparse, sparse_ids = [], [], [], []
+    for end, tok in classes.items():
+        if len(tok) >= DENSE_CLASS:
+            dense.append(end)
+            dense_bits.append(_ids_to_bits(tok, words))
+        else:
+            sparse.append(end)
+            sparse_ids.append(tok.astype(np.int32))
+    starts = np.zeros(len(sparse_ids) + 1, dtype=np.int64)
+    if sparse_ids:
+        starts[1:] = np.cumsum([len(x) for x in sparse_ids])
+    return Outcome(
+        dense_ends=tuple(dense),
+        dense_bits=np.stack(dense_bits) if dense_bits else np.zeros((0, words), np.uint32),
+        sparse_ends=tuple(sparse),
+        sparse_ids=np.concatenate(sparse_ids) if sparse_ids else np.zeros(0, np.int32),
+        sparse_starts=starts, emits=emits)
+
+
+def _concat(parts: list[Outcome], words: int, emits: tuple) -> Outcome:
+    """One outcome holding the classes and emits of ``parts`` (disjoint token sets) and
+    ``emits``; classes that end in the same state are merged."""
+    dense: dict[RawLex, np.ndarray] = {}
+    sparse: dict[RawLex, list[np.ndarray]] = {}
     for p in parts:
-        for st, bits in zip(p.dense_states, p.dense_bits):
-            dense[st] = dense[st] | bits if st in dense else bits
-        for i, st in enumerate(p.sparse_states):
-            sparse.setdefault(st, []).append(p.sparse_ids[p.sparse_starts[i]:p.sparse_starts[i + 1]])
+        for end, bits in zip(p.dense_ends, p.dense_bits):
+            dense[end] = dense[end] | bits if end in dense else bits
+        for i, end in enumerate(p.sparse_ends):
+            sparse.setdefault(end, []).append(p.sparse_ids[p.sparse_starts[i]:p.sparse_starts[i + 1]])
+        emits += p.emits
     sparse_ids = [np.concatenate(x) for x in sparse.values()]
     starts = np.zeros(len(sparse_ids) + 1, dtype=np.int64)
     starts[1:] = np.cumsum([len(x) for x in sparse_ids])
     return Outcome(
-        dense_states=tuple(dense),
+        dense_ends=tuple(dense),
         dense_bits=np.stack(list(dense.values())) if dense else np.zeros((0, words), np.uint32),
-        sparse_states=tuple(sparse),
+        sparse_ends=tuple(sparse),
         sparse_ids=np.concatenate(sparse_ids) if sparse_ids else np.zeros(0, np.int32),
-        sparse_starts=starts,
-        emits=sum((p.emits for p in parts), ()))
+        sparse_starts=starts, emits=emits)
+
+
+def _bits(mask: int):
+    """The indices of the set bits of ``mask``, ascending."""
+    i = 0
+    while mask:
+        low = mask & -mask
+        i = low.bit_length() - 1
+        yield i
+        mask ^= low
 
 
 def _top(node, k: int) -> tuple:
     out = []
     while node is not None and len(out) < k:
         out.append(node.state)
-        node = node.parent
+        node = node.parents[0] if len(node.parents) == 1 else None
     return tuple(out)
-
-
-def _height(node) -> int:
-    return node.height
 
 
 def _pack(flags: np.ndarray) -> np.ndarray:
     """bool [..., 32 * words] -> uint32 [..., words]; bit j of word i is flags[..., 32 * i + j]."""
     return np.packbits(flags, axis=-1, bitorder="little").view("<u4").astype(np.uint32, copy=False)
+
+
+def _ids_to_bits(ids: np.ndarray, words: int) -> np.ndarray:
+    """Token ids -> packed bitset uint32 [words]."""
+    bits = np.zeros(words, dtype=np.uint32)
+    if len(ids) < words:   # few tokens: set their bits one by one
+        ids = np.asarray(ids, np.int64)
+        np.bitwise_or.at(bits, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
+        return bits
+    flags = np.zeros(words * 32, dtype=bool)
+    flags[ids] = True
+    return _pack(flags)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a

@@ -1,20 +1,30 @@
-"""``GrammarCompiler``: a grammar against a vocabulary -> ``CompiledGrammar``, cached on disk."""
+"""``GrammarCompiler``: a grammar against a vocabulary -> ``CompiledGrammar``, cached on disk.
+
+The disk cache (``default_cache_dir()``) holds one file per compiled grammar under
+``compiled/`` and one per vocabulary under ``vocab/`` (the arrays every grammar over that
+vocabulary starts from), in the format of ``gcd.store``: JSON and raw arrays, memory-mapped
+read-only on load, never code. A file's name is the compile's cache key: a hash of what
+decides the language and the lexing, the vocabulary, and gcd's own source.
+"""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
-import pickle
-import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
 
-from gcd.automata import TokenAutomata
+from gcd import store
+from gcd.automata import TokenAutomata, vocabulary_groups
 from gcd.grammar import Grammar
+from gcd.parser import ParseTable
+from gcd.recognizer import Recognizer
 from gcd.vocab import Vocabulary
 
-
-CACHE_FORMAT = 2   # bumped whenever the pickled layout of a compiled grammar changes
+CACHE_FORMAT = 3   # the layout of a cache file; the source digest covers the code that reads it
+_VOCAB_ARRAYS = ("flat_bytes", "token_starts", "lengths")
 
 
 def default_cache_dir() -> Path:
@@ -22,18 +32,30 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GCD_CACHE_DIR") or Path.home() / ".cache" / "gcd")
 
 
-class CompiledGrammar:
-    """A grammar compiled against a vocabulary: immutable, picklable; ``matcher()`` per sequence.
+@functools.cache
+def source_digest() -> str:
+    """sha256 of gcd's own source files: any change to the code gives new cache keys."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
-    Masks are computed lazily beyond what compilation precomputed and cached inside; the
-    caches never change what a mask is.
+
+class CompiledGrammar:
+    """A grammar compiled against a vocabulary: ``matcher()`` per sequence; picklable.
+
+    Masks are computed lazily beyond what compilation precomputed and cached inside, within
+    ``cache_bytes`` (see ``GrammarCompiler``); the caches never change what a mask is.
+    Matchers of one compiled grammar may be used from several threads.
     """
 
-    def __init__(self, grammar: Grammar, vocab: Vocabulary, automata: TokenAutomata, compile_seconds: float) -> None:
+    def __init__(self, grammar: Grammar, vocab: Vocabulary, automata: TokenAutomata, compile_seconds: float,
+                 cache_key: str) -> None:
         self.grammar = grammar
         self.vocab = vocab
         self.automata = automata
         self.compile_seconds = compile_seconds
+        self.cache_key = cache_key
 
     def matcher(self):
         from gcd.matcher import Matcher
@@ -46,18 +68,90 @@ class CompiledGrammar:
         return self.automata.words
 
     def stats(self) -> dict:
-        rec = self.grammar.recognizer
+        rec = self.automata.recognizer
+        table = rec.parser.table
         return {
             "terminals": len(self.grammar.terminals),
             "rules": len(self.grammar.rules),
-            "parser": "LALR(1)" if rec.parser.table.is_lalr else f"general ({len(rec.parser.table.conflicts)} conflicts)",
-            "parser_states": len(rec.parser.table.actions),
+            "parser": "LALR(1)" if table.is_lalr else f"general ({len(table.conflicts)} conflicts)",
+            "parser_states": len(table.actions),
             "lexer_candidate_sets": rec.lexer.n_candidate_sets,
             "lexer_states": rec.lexer.n_states,
-            "token_outcomes": len(self.automata._outcomes),
+            **self.automata.stats(),
             "vocab_size": self.vocab.size,
             "compile_seconds": round(self.compile_seconds, 3),
         }
+
+    def export(self) -> tuple[dict, dict]:
+        """(JSON-able structure, arrays): what the cache file holds."""
+        rec_meta, rec_arrays = self.automata.recognizer.export()
+        aut_meta, aut_arrays = self.automata.export()
+        meta = {"format": CACHE_FORMAT, "key": self.cache_key, "vocab": self.vocab.fingerprint,
+                "grammar": {"start": self.grammar.start, "terminals": len(self.grammar.terminals),
+                            "rules": len(self.grammar.rules),
+                            "path": str(self.grammar.path) if self.grammar.path else None},
+                "compile_seconds": self.compile_seconds, "created": time.time(),
+                "recognizer": rec_meta, "automata": aut_meta}
+        return meta, {**rec_arrays, **aut_arrays}
+
+    def __reduce__(self):
+        return _unpickle, (self.grammar, self.vocab, store.encode(*self.export()))
+
+
+def _unpickle(grammar: Grammar, vocab: Vocabulary, data: bytes) -> CompiledGrammar:
+    meta, arrays = store.decode(data)
+    return _restore(grammar, vocab, meta, arrays, shared_groups(vocab))
+
+
+def _restore(grammar: Grammar, vocab: Vocabulary, meta: dict, arrays: dict, groups: dict,
+             cache_bytes: int = 512 << 20) -> CompiledGrammar:
+    """A compiled grammar from a cache file's contents; ``StoreError`` if they do not fit."""
+    try:
+        if meta.get("format") != CACHE_FORMAT or meta.get("vocab") != vocab.fingerprint:
+            raise store.StoreError("written by another gcd or for another vocabulary")
+        lexer_arrays = {k[len("lexer."):]: v for k, v in arrays.items() if k.startswith("lexer.")}
+        rec = Recognizer(grammar, table=ParseTable.from_json(meta["recognizer"]["table"]),
+                         lexer=(meta["recognizer"]["lexer"], lexer_arrays))
+        automata = TokenAutomata(rec, vocab, cache_bytes, shared_groups=groups)
+        automata.restore(meta["automata"], arrays)
+    except store.StoreError:
+        raise
+    except (KeyError, ValueError, IndexError, TypeError) as e:
+        raise store.StoreError(f"inconsistent contents: {type(e).__name__}: {e}") from None
+    return CompiledGrammar(grammar, vocab, automata, float(meta["compile_seconds"]), meta["key"])
+
+
+_shared_lock = threading.Lock()
+_shared: dict[str, dict] = {}   # vocabulary fingerprint -> its groups (loaded or computed), per process
+
+
+def shared_groups(vocab: Vocabulary, cache_dir: Path | None = None) -> dict:
+    """The vocabulary's token groups that all its grammars share: read from (or written to)
+    ``cache_dir/vocab`` when a cache folder is given, and kept for the process. The
+    vocabulary's own arrays (token bytes, offsets, lengths) are taken from the file too."""
+    with _shared_lock:
+        groups = _shared.get(vocab.fingerprint)
+        if groups is not None:
+            return groups
+        path = cache_dir / "vocab" / f"{vocab.fingerprint[:32]}.gcd" if cache_dir is not None else None
+        if path is not None and path.exists():
+            try:
+                meta, arrays = store.read(path)
+                if meta.get("format") != CACHE_FORMAT or meta.get("vocab") != vocab.fingerprint:
+                    raise store.StoreError("written by another gcd or for another vocabulary")
+                for name in _VOCAB_ARRAYS:
+                    vocab.__dict__.setdefault(name, arrays[name])
+                groups = {k[len("groups."):]: v for k, v in arrays.items() if k.startswith("groups.")}
+            except (store.StoreError, KeyError) as e:
+                warnings.warn(f"gcd: rebuilding the damaged cache file {path}: {e}", stacklevel=3)
+        if groups is None:
+            groups = vocabulary_groups(vocab)
+            if path is not None:
+                arrays = {name: getattr(vocab, name) for name in _VOCAB_ARRAYS}
+                arrays.update({f"groups.{k}": v for k, v in groups.items()})
+                store.write(path, {"format": CACHE_FORMAT, "vocab": vocab.fingerprint, "size": vocab.size}, arrays)
+        _shared[vocab.fingerprint] = groups
+        return groups
 
 
 class GrammarCompiler:
@@ -66,78 +160,105 @@ class GrammarCompiler:
     ``cache_dir``: where compiled grammars are kept (default ``default_cache_dir()``);
     ``cache=False`` turns the disk cache off (default: on, unless ``$GCD_CACHE=0``).
     ``progress``: show a progress bar on compiles that take more than a second.
+    ``precompute_seconds``: how long compiling may spend lexing the vocabulary from the
+    lexer states decoding will meet and warming the masks of the first parser
+    configurations, so that first visits do not stall (default: 1 s per 50k tokens, at
+    most 8 s). ``cache_bytes``: the budget of each compiled grammar's in-memory caches
+    (default 512 MiB); they evict the least recently used entries beyond it.
     """
 
     def __init__(self, vocab: Vocabulary, *, cache: bool | None = None, cache_dir: str | Path | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, precompute_seconds: float | None = None,
+                 cache_bytes: int = 512 << 20) -> None:
         if not isinstance(vocab, Vocabulary):
             raise TypeError(f"GrammarCompiler needs a gcd.Vocabulary, not {type(vocab).__name__}")
         self.vocab = vocab
         self.cache = os.environ.get("GCD_CACHE", "1") != "0" if cache is None else cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.progress = progress
-        self.max_lexer_states = 2000   # lexer states whose token outcomes compiling precomputes
-        self.warm_masks = 300          # parser configurations whose masks compiling precomputes
+        self.precompute_seconds = (min(8.0, vocab.size / 50_000) if precompute_seconds is None
+                                   else precompute_seconds)
+        self.cache_bytes = cache_bytes
+        self.explore_configs = 1000    # parser configurations explored from the start
+        self.warm_masks = 300          # of them, those whose masks compiling computes
 
     def compile(self, grammar: Grammar | str) -> CompiledGrammar:
         if isinstance(grammar, str):
             grammar = Grammar(grammar)
-        path = self.cache_dir / "compiled" / f"{self.cache_key(grammar)}.pkl" if self.cache else None
+        key = self.cache_key(grammar)
+        path = self.cache_path(grammar, key) if self.cache else None
+        groups = shared_groups(self.vocab, self.cache_dir if self.cache else None)
         if path is not None and path.exists():
             try:
-                with open(path, "rb") as f:
-                    return pickle.load(f)
-            except Exception as e:  # a stale or damaged entry is rebuilt, and said so
-                warnings.warn(f"gcd: ignoring unreadable compile cache {path}: {e}", stacklevel=2)
-        compiled = self._compile(grammar)
+                meta, arrays = store.read(path)
+                if meta.get("key") != key:
+                    raise store.StoreError("the file's key is not its name")
+                return _restore(grammar, self.vocab, meta, arrays, groups, self.cache_bytes)
+            except store.StoreError as e:  # never executed, never trusted: rebuilt, and said so
+                warnings.warn(f"gcd: rebuilding the unusable cache file {path}: {e}", stacklevel=2)
+        compiled = self._compile(grammar, key, groups)
         if path is not None:
-            _write_atomic(path, pickle.dumps(compiled, protocol=pickle.HIGHEST_PROTOCOL))
+            store.write(path, *compiled.export())
         return compiled
 
+    def cache_path(self, grammar: Grammar, key: str | None = None) -> Path:
+        return self.cache_dir / "compiled" / f"{key or self.cache_key(grammar)}.gcd"
+
     def cache_key(self, grammar: Grammar) -> str:
-        from gcd import __version__
+        """Hash of a canonical description of what decides the compiled automata: each
+        terminal's name, kind (string or regex), pattern, flags and priority, in order; the
+        rules (as a set); the ignored terminals; the start; the vocabulary; gcd's source."""
+        description = [
+            CACHE_FORMAT, source_digest(), self.vocab.fingerprint, grammar.start,
+            [[t.name, type(t.pattern).__name__, t.pattern.value, sorted(t.pattern.flags), t.priority]
+             for t in grammar.terminals],
+            sorted([r.origin.name, [s.name for s in r.expansion]] for r in grammar.rules),
+            sorted(grammar.ignore),
+        ]
+        return hashlib.sha256(repr(description).encode()).hexdigest()[:32]
 
-        h = hashlib.sha256()
-        for part in (__version__, str(CACHE_FORMAT), grammar.start, self.vocab.fingerprint,
-                     repr([(t.name, t.pattern.to_regexp(), t.priority) for t in grammar.terminals]),
-                     repr([str(r) for r in grammar.rules]), repr(sorted(grammar.ignore))):
-            h.update(part.encode() + b"\0")
-        return h.hexdigest()[:32]
+    def _compile(self, grammar: Grammar, key: str, groups: dict) -> CompiledGrammar:
+        t0 = time.perf_counter()
+        built = grammar.__dict__.get("recognizer")   # its parse table, if the grammar has one already
+        rec = Recognizer(grammar, table=built.parser.table if built is not None else None)
+        automata = TokenAutomata(rec, self.vocab, self.cache_bytes, shared_groups=groups)
+        self._precompute(automata, t0 + self.precompute_seconds)
+        return CompiledGrammar(grammar, self.vocab, automata, time.perf_counter() - t0, key)
 
-    def _compile(self, grammar: Grammar) -> CompiledGrammar:
+    def _precompute(self, automata: TokenAutomata, deadline: float) -> None:
+        """Lex the vocabulary from the lexeme starts of the first parser configurations, warm
+        their masks, then lex it from the mid-lexeme states tokens end in, until the deadline."""
         from tqdm.auto import tqdm
 
-        t0 = time.perf_counter()
-        rec = grammar.recognizer
-        automata = TokenAutomata(rec, self.vocab)
-        configs = automata.explore()
-        todo = list(dict.fromkeys(rec.fresh(c) for c in configs))
-        seen = set(todo)
+        rec = automata.recognizer
+        configs = automata.explore(self.explore_configs)
+        starts = list(dict.fromkeys(rec.fresh(c)[0] for c in configs))
         warm = configs[: self.warm_masks]
-        with tqdm(total=len(todo) + len(warm), desc="gcd: compiling grammar", delay=1.0,
+        with tqdm(total=len(starts) + len(warm), desc="gcd: compiling grammar", delay=1.0,
                   disable=not self.progress, leave=False) as bar:
-            while todo:  # the vocabulary lexed from lexeme starts, then from the mid-lexeme states tokens end in
-                lex = todo.pop()
-                out = automata.outcome(lex, 0)
+            todo, seen = [], set(starts)
+            for lex in starts:
+                self._more(automata, lex, seen, todo)
                 bar.update()
-                for nxt in out.dense_states + out.sparse_states:
-                    if nxt[1] is None and nxt not in seen and len(seen) < self.max_lexer_states:
-                        seen.add(nxt)
-                        todo.append(nxt)
-                        bar.total += 1
+                if time.perf_counter() > deadline:
+                    return
             for config in warm:  # masks of the first configurations: their sub-results are shared widely
-                automata.mask((config, rec.fresh(config)))
+                automata.mask((config, rec.fresh(config)[0]))
                 bar.update()
-        return CompiledGrammar(grammar, self.vocab, automata, time.perf_counter() - t0)
+                if time.perf_counter() > deadline:
+                    return
+            for i, lex in enumerate(todo):  # breadth-first: the mid-lexeme states nearest the starts first
+                if time.perf_counter() > deadline:
+                    return
+                self._more(automata, lex, seen, todo)
+                bar.total = bar.n + len(todo) - i
+                bar.update()
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    @staticmethod
+    def _more(automata: TokenAutomata, lex: tuple, seen: set, todo: list) -> None:
+        """Lex the vocabulary from ``lex`` and queue the mid-lexeme states its tokens end in."""
+        out = automata.outcome((lex[0], None), 0)
+        for end in out.dense_ends + out.sparse_ends:
+            if end[1] is None and end not in seen:
+                seen.add(end)
+                todo.append(end)

@@ -14,11 +14,11 @@ from pathlib import Path
 from lark.exceptions import GrammarError as LarkGrammarError
 from lark.exceptions import UnexpectedInput
 from lark.grammar import NonTerminal, Rule
-from lark.lexer import TerminalDef
+from lark.lexer import PatternStr, TerminalDef
 from lark.load_grammar import load_grammar
 
 from gcd.errors import GrammarError
-from gcd.terminals import ByteDFA, regex_to_dfa
+from gcd.terminals import ByteDFA, literal_dfa, regex_to_dfa
 
 _RELATIVE_IMPORT = re.compile(r"^\s*%import\s+\.", re.MULTILINE)
 
@@ -35,6 +35,7 @@ class Grammar:
         self.text = text
         self.start = start
         self.base_dir = Path(base_dir) if base_dir is not None else None
+        self.path: Path | None = None    # the file it was read from, if any
         self.terminals, self.rules, self.ignore = _load(text, start, self.base_dir)
         self.terminal_dfas = {t.name: _terminal_dfa(t, text) for t in self.terminals}
 
@@ -45,7 +46,12 @@ class Grammar:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
             raise GrammarError(f"cannot read grammar file {path}: {e.strerror or e}") from None
-        return cls(text, start=start, base_dir=path.resolve().parent)
+        grammar = cls(text, start=start, base_dir=path.resolve().parent)
+        grammar.path = path
+        return grammar
+
+    def __reduce__(self):
+        return _rebuild, (self.text, self.start, self.base_dir, self.path)
 
     def __repr__(self) -> str:
         return f"Grammar({len(self.rules)} rules, {len(self.terminals)} terminals, start={self.start!r})"
@@ -57,6 +63,14 @@ class Grammar:
 
         return Recognizer(self)
 
+    @staticmethod
+    def terminal_rank(terminal: TerminalDef) -> tuple:
+        """How the lexer breaks a tie between terminals matching the same text (smaller wins):
+        priority, then a string literal over a regex (Lark's keyword rule), then Lark's order."""
+        pattern = terminal.pattern
+        return (-terminal.priority, not isinstance(pattern, PatternStr), -pattern.max_width, -len(pattern.value),
+                terminal.name)
+
     @property
     def is_lalr(self) -> bool:
         """True when the grammar is LALR(1) (no conflicts in its parse table)."""
@@ -65,14 +79,20 @@ class Grammar:
     def accepts(self, text: str | bytes) -> bool:
         """Is ``text`` a complete word of the grammar?"""
         r = self.recognizer
-        state = r.feed_bytes(r.initial, _as_bytes(text))
-        return state is not None and r.is_accepting(state)
+        state, _ = r.advance(r.initial, _as_bytes(text))
+        return state is not None and r.is_accepting(state)[0]
 
     def accepts_prefix(self, text: str | bytes) -> bool:
         """Can ``text`` still be completed to a word of the grammar?"""
         r = self.recognizer
-        state = r.feed_bytes(r.initial, _as_bytes(text))
-        return state is not None and r.is_viable(state)
+        state, _ = r.advance(r.initial, _as_bytes(text))
+        return state is not None and r.is_viable(state)[0]
+
+
+def _rebuild(text: str, start: str, base_dir: Path | None, path: Path | None) -> Grammar:
+    grammar = Grammar(text, start=start, base_dir=base_dir)
+    grammar.path = path
+    return grammar
 
 
 def _as_bytes(text: str | bytes) -> bytes:
@@ -104,14 +124,20 @@ def _load(text: str, start: str, base_dir: Path | None) -> tuple[list[TerminalDe
         raise GrammarError(f"the grammar's language is empty: {start!r} derives no finite string")
     rules = _productive(_without_empty_rules(rules, start))
     used = {s.name for r in rules for s in r.expansion if s.is_term}
-    terminals = [t for t in terminals if t.name in used or t.name in ignore]
+    # sorted by name: their order means nothing (ties go by ``terminal_rank``), so grammars
+    # that differ only in the order of their definitions compile to the same automata
+    terminals = sorted((t for t in terminals if t.name in used or t.name in ignore), key=lambda t: t.name)
     return terminals, rules, list(ignore)
 
 
 def _terminal_dfa(terminal: TerminalDef, text: str) -> ByteDFA:
-    """The terminal's byte DFA; its errors carry the line where the terminal is defined."""
+    """The terminal's byte DFA (what ``re.match`` takes for it); its errors carry the line where
+    the terminal is defined."""
+    pattern = terminal.pattern
+    if isinstance(pattern, PatternStr) and not pattern.flags:
+        return literal_dfa(pattern.value.encode("utf-8"))
     try:
-        return regex_to_dfa(terminal.pattern.to_regexp(), name=terminal.name)
+        return regex_to_dfa(pattern.to_regexp(), name=terminal.name)
     except GrammarError as e:
         if e.line is not None:
             raise

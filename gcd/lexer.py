@@ -1,29 +1,28 @@
-"""Contextual longest-match lexer over bytes: one lazily grown DFA over terminal DFAs.
+"""Contextual longest-match lexer over bytes: one lazily grown DFA over the terminals' DFAs.
 
 A candidate set is the set of terminals the parser can take at a lexeme's start (plus the
 ``%ignore`` ones). The lexer DFA runs all of a candidate set's terminal DFAs at once: a
 state is the set of (terminal, terminal-DFA state) pairs still alive, so the same situation
 (say, inside an identifier no keyword matches any more) is one state whatever candidate set
-the lexeme started with; each candidate set has its own start state. Within a lexeme, once
-a terminal of priority p has matched, terminals of lower priority are dropped (Lark tries
-higher priorities first). The lexeme is the longest match; on a tie the highest priority
-wins, then a string literal over a regex (Lark's keyword rule), then Lark's own order
-(longer max width, longer pattern, name).
+the lexeme started with; each candidate set has its own start state, and all states
+reachable from it are built when it is first asked for.
 
-A lexer state is ``(DFA state, last)``: ``last`` is ``None`` or ``(terminal, bytes read
-since that terminal last matched)``, so that when the DFA dies the lexeme ends at the last
-match and the bytes after it are lexed again (``UNION`` in ``UNION SELECT`` when the
-terminal is ``"UNION ALL" | "UNION"``).
+The lexeme is the longest match; on a tie the highest priority wins, then a string literal
+over a regex (Lark's keyword rule), then Lark's own order (longer max width, longer
+pattern, name). Once a terminal of priority p has matched, terminals of lower priority are
+dropped (Lark tries higher priorities first). Each terminal matches what ``re.match`` takes
+for it (see ``gcd.terminals``); a terminal ending in a lookahead matches only once the next
+byte is known, so the match "before byte b" is ``match_before(state, b)``.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
-from lark.lexer import PatternStr, TerminalDef
 
 from gcd.errors import GrammarError
-from gcd.terminals import ByteDFA, regex_to_dfa
+from gcd.terminals import END, ByteDFA
 
-LexState = tuple  # (lexer DFA state, None | (terminal, bytes since it matched))
 MAX_LEXER_STATES = 200_000
 _START = "start"
 
@@ -31,40 +30,31 @@ _START = "start"
 class Lexer:
     """Terminal DFAs and the lexer DFA built from them on demand.
 
-    ``table`` (int32 [n, 256], -1 dead), ``accept`` (terminal the lexeme is if it ends here,
-    -1 if none) and ``alive`` (bitmask of the terminals still alive) cover the states built
-    so far; every state reachable from a candidate set's start is built on its first use.
+    Per lexer state ``s``: ``rows[s]`` (list of 256 next states, -1 dead), ``accept[s]`` (the
+    terminal the lexeme is if it ends here whatever follows, -1 if none), ``alive[s]``
+    (bitmask of the terminals still alive). ``table``/``accept_array`` are the same as arrays.
     """
 
-    def __init__(self, terminals: list[TerminalDef], ignore: list[str], terminal_index: dict[str, int],
-                 dfas: dict[str, ByteDFA] | None = None) -> None:
-        self.n_terminals = len(terminal_index)
-        self.names = [""] * self.n_terminals
-        self.dfas: list[ByteDFA | None] = [None] * self.n_terminals
-        self.priority = [0] * self.n_terminals
-        rank_key = {}
-        for t in terminals:
-            i = terminal_index[t.name]
-            self.names[i] = t.name
-            self.dfas[i] = dfas[t.name] if dfas else regex_to_dfa(t.pattern.to_regexp(), name=t.name)
-            self.priority[i] = t.priority
-            rank_key[i] = (-t.priority, not isinstance(t.pattern, PatternStr), -t.pattern.max_width,
-                           -len(t.pattern.value), t.name)
+    def __init__(self, names: list[str], dfas: list[ByteDFA], priorities: list[int], ranks: list[tuple],
+                 ignore_mask: int) -> None:
+        self.names, self.dfas, self.priority = names, dfas, priorities
+        self.n_terminals = len(names)
         self.rank = [0] * self.n_terminals
-        for r, i in enumerate(sorted(rank_key, key=rank_key.__getitem__)):
+        for r, i in enumerate(sorted(range(self.n_terminals), key=ranks.__getitem__)):
             self.rank[i] = r
-        self.ignore_mask = 0
-        for name in ignore:
-            if name in terminal_index:
-                self.ignore_mask |= 1 << terminal_index[name]
+        self.ignore_mask = ignore_mask
+        self.has_lookahead = any(d.lookahead is not None for d in dfas)
+        self._lock = threading.RLock()
         self._starts: dict[int, int] = {}       # candidate mask -> start state
         self._index: dict[tuple, int] = {}      # state key -> state
-        self._keys: list[tuple] = []
+        self.keys: list[tuple] = []
         self._table = np.full((64, 256), -1, dtype=np.int32)
         self._accept = np.full(64, -1, dtype=np.int32)
-        self.rows: list[list[int]] = []         # the table as Python lists, for scalar stepping
-        self.accept_list: list[int] = []
+        self._before = np.full((64, 257), -1, dtype=np.int32) if self.has_lookahead else None
+        self.rows: list[list[int]] = []
+        self.accept: list[int] = []
         self.alive: list[int] = []
+        self._before_rows: list[list[int] | None] = []   # per state, when a conditional match waits on the next byte
 
     @property
     def n_states(self) -> int:
@@ -75,8 +65,14 @@ class Lexer:
         return self._table[: self.n_states]
 
     @property
-    def accept(self) -> np.ndarray:
+    def accept_array(self) -> np.ndarray:
         return self._accept[: self.n_states]
+
+    @property
+    def before_table(self) -> np.ndarray | None:
+        """int32 [n, 257]: ``match_before`` for every state and next byte (column 256: the end),
+        or None when no terminal ends in a lookahead (then it is ``accept`` in every column)."""
+        return None if self._before is None else self._before[: self.n_states]
 
     @property
     def n_candidate_sets(self) -> int:
@@ -87,47 +83,108 @@ class Lexer:
         mask = (expected | self.ignore_mask) & ((1 << self.n_terminals) - 1)
         s = self._starts.get(mask)
         if s is None:
-            pairs = tuple((i, 0) for i in range(self.n_terminals) if mask >> i & 1 and self.dfas[i] is not None)
-            s = self._starts[mask] = self._state((_START,) + pairs)
-            self._build_reachable()
+            with self._lock:
+                s = self._starts.get(mask)
+                if s is None:
+                    pairs = tuple((i, 0) for i in range(self.n_terminals) if mask >> i & 1)
+                    s = self._state((_START,) + pairs)
+                    self._build_reachable()
+                    self._starts[mask] = s
         return s
 
     def is_start(self, s: int) -> bool:
-        return self._keys[s][0] == _START
+        return self.keys[s][0] == _START
 
+    def match_before(self, s: int, byte: int) -> int:
+        """The terminal the lexeme is if it ends at state ``s`` and ``byte`` comes next
+        (``terminals.END``: the text ends), -1 if none."""
+        row = self._before_rows[s]
+        return self.accept[s] if row is None else row[byte]
+
+    # -- the cache file ---------------------------------------------------------------------
+    def export(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """The states built so far: (JSON-able structure, arrays), for ``restore``."""
+        with self._lock:
+            n = self.n_states
+            meta = {"keys": [[int(k[0] == _START)] + [x for pair in _pairs(k) for x in pair] for k in self.keys[:n]],
+                    "starts": [[format(mask, "x"), s] for mask, s in self._starts.items()]}
+            arrays = {"table": self.table.copy(), "accept": self.accept_array.copy()}
+            if self._before is not None:
+                arrays["before"] = self.before_table.copy()
+        return meta, arrays
+
+    def restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        """Take the states of an ``export`` (of a lexer over the same terminals); the arrays
+        stay read-only until the lexer grows."""
+        with self._lock:
+            self.keys = [((_START,) if k[0] else ()) + tuple(zip(k[1::2], k[2::2])) for k in meta["keys"]]
+            self._index = {k: s for s, k in enumerate(self.keys)}
+            self._starts = {int(mask, 16): s for mask, s in meta["starts"]}
+            self._table, self._accept = arrays["table"], arrays["accept"]
+            self.rows = self._table.tolist()
+            self.accept = self._accept.tolist()
+            self.alive = [sum(1 << i for i, _ in _pairs(k)) for k in self.keys]
+            if self.has_lookahead:
+                self._before = arrays["before"]
+                self._before_rows = [row if any(x != a for x in row) else None
+                                     for row, a in zip(self._before.tolist(), self.accept)]
+            else:
+                self._before_rows = [None] * len(self.keys)
+
+    # -- building ---------------------------------------------------------------------
     def _state(self, key: tuple) -> int:
         s = self._index.get(key)
         if s is None:
-            s = len(self._keys)
+            s = len(self.keys)
             if s >= MAX_LEXER_STATES:
                 raise GrammarError(f"the lexer automaton exceeds {MAX_LEXER_STATES} states")
             self._index[key] = s
-            self._keys.append(key)
-            pairs = _pairs(key)
-            matching = [i for i, q in pairs if self.dfas[i].accepting[q]]
-            self.accept_list.append(min(matching, key=self.rank.__getitem__, default=-1))
-            self.alive.append(sum(1 << i for i, _ in pairs))
+            self.keys.append(key)
         return s
+
+    def _best(self, terminals: list[int]) -> int:
+        return min(terminals, key=self.rank.__getitem__, default=-1)
 
     def _build_reachable(self) -> None:
         """Build the rows of all states created but not built yet (and of those they reach)."""
-        while len(self.rows) < len(self._keys):
+        while len(self.rows) < len(self.keys):
             s = len(self.rows)
-            pairs = _pairs(self._keys[s])
+            pairs = _pairs(self.keys[s])
+            dfas = self.dfas
+            accept = self._best([i for i, q in pairs if dfas[i].accepting[q]])
+            before = None
+            conditional = [(i, dfas[i].lookahead[q]) for i, q in pairs
+                           if dfas[i].lookahead is not None and dfas[i].lookahead[q].any()]
+            if conditional:
+                before = [self._best(([accept] if accept >= 0 else []) + [i for i, look in conditional if look[b]])
+                          for b in range(257)]
             row = np.full(256, -1, dtype=np.int32)
             if pairs:
-                nxt = np.stack([self.dfas[i].transitions[q] for i, q in pairs])
+                nxt = np.stack([dfas[i].transitions[q] for i, q in pairs])
+                # after a byte that confirms a conditional match, lower priorities are dropped too
+                floor = np.full(256, -(1 << 62), dtype=np.int64)
+                if before is not None:
+                    floor = np.array([self.priority[t] if t >= 0 else -(1 << 62) for t in before[:256]], np.int64)
                 live = np.flatnonzero((nxt >= 0).any(axis=0))
                 if len(live):
-                    cols, inverse = np.unique(nxt[:, live].T, axis=0, return_inverse=True)
-                    targets = [self._state(self._prune([(i, int(q)) for (i, _), q in zip(pairs, col) if q >= 0]))
+                    cols, inverse = np.unique(np.vstack([nxt[:, live], floor[live]]).T, axis=0, return_inverse=True)
+                    targets = [self._state(self._prune([(i, int(q)) for (i, _), q in zip(pairs, col[:-1])
+                                                        if q >= 0 and self.priority[i] >= col[-1]]))
                                for col in cols]
                     row[live] = np.array(targets, dtype=np.int32)[inverse.reshape(-1)]
-            if s >= len(self._table):
-                self._table = np.concatenate([self._table, np.full_like(self._table, -1)])
-                self._accept = np.concatenate([self._accept, np.full_like(self._accept, -1)])
+            if s >= len(self._table) or not self._table.flags.writeable:
+                grow = max(len(self._table), 64)
+                self._table = np.concatenate([self._table, np.full((grow, 256), -1, np.int32)])
+                self._accept = np.concatenate([self._accept, np.full(grow, -1, np.int32)])
+                if self._before is not None:
+                    self._before = np.concatenate([self._before, np.full((grow, 257), -1, np.int32)])
             self._table[s] = row
-            self._accept[s] = self.accept_list[s]
+            self._accept[s] = accept
+            if self._before is not None:
+                self._before[s] = before if before is not None else accept
+            self.accept.append(accept)
+            self.alive.append(sum(1 << i for i, _ in pairs))
+            self._before_rows.append(before)
             self.rows.append(row.tolist())
 
     def _prune(self, pairs: list[tuple[int, int]]) -> tuple:
@@ -138,38 +195,9 @@ class Lexer:
             pairs = [(i, q) for i, q in pairs if self.priority[i] >= best]
         return tuple(pairs)
 
-    # -- scalar stepping -------------------------------------------------------------
-    def step(self, state: LexState, byte: int):
-        """One byte: ``("cont", state)``, ``("emit", terminal, replay_bytes)`` or ``None`` (dead)."""
-        s, last = state
-        nxt = self.rows[s][byte]
-        accept = self.accept_list
-        if nxt >= 0:
-            if accept[nxt] >= 0:
-                return ("cont", (nxt, None))
-            if accept[s] >= 0:
-                return ("cont", (nxt, (accept[s], bytes((byte,)))))
-            if last is not None:
-                return ("cont", (nxt, (last[0], last[1] + bytes((byte,)))))
-            return ("cont", (nxt, None))
-        if accept[s] >= 0:
-            return ("emit", accept[s], bytes((byte,)))
-        if last is not None:
-            return ("emit", last[0], last[1] + bytes((byte,)))
-        return None
-
-    def end(self, state: LexState):
-        """End of input: ``("emit", terminal, replay)``, ``("empty",)`` or ``None``."""
-        s, last = state
-        if self.is_start(s):
-            return ("empty",)
-        t = self.accept_list[s]
-        if t >= 0:
-            return ("emit", t, b"")
-        if last is not None:
-            return ("emit", last[0], last[1])
-        return None
-
 
 def _pairs(key: tuple) -> tuple:
     return key[1:] if key and key[0] == _START else key
+
+
+__all__ = ["END", "Lexer"]

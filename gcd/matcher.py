@@ -12,29 +12,32 @@ class Matcher:
 
     ``fill_bitmask`` writes row ``row`` of an int32 ``[batch, ceil(V/32)]`` tensor: bit j of
     word i set iff token ``32*i + j`` is allowed. EOS is allowed exactly when the text so far
-    is a complete word; after EOS is consumed only EOS stays allowed.
+    is a complete word; after EOS is consumed only EOS stays allowed. ``copy()`` is O(1)
+    whatever the history: the history is a persistent list shared by the copies.
     """
 
     def __init__(self, compiled: CompiledGrammar) -> None:
         self.compiled = compiled
-        self._rec = compiled.grammar.recognizer
+        self._automata = compiled.automata
+        self._rec = compiled.automata.recognizer
         self._state = self._rec.initial
-        self._history: list[tuple] = []   # (state, terminated) before each consumed token
         self._terminated = False
+        self._history: tuple | None = None   # (state, terminated, older history) before each step
+        self._steps = 0
         self._eos = frozenset(compiled.vocab.eos_token_ids)
         self._special = compiled.vocab.special_token_ids
+        self._size = compiled.vocab.size
 
     def copy(self) -> "Matcher":
         other = Matcher.__new__(Matcher)
         other.__dict__.update(self.__dict__)
-        other._history = list(self._history)
         return other
 
     def mask(self) -> np.ndarray:
-        """The allowed-token bitset as uint32 ``[ceil(V/32)]`` (shared: do not modify)."""
+        """The allowed-token bitset as uint32 ``[ceil(V/32)]`` (read-only: it is shared)."""
         if self._terminated:
-            return self.compiled.automata._eos_bits
-        return self.compiled.automata.step_mask(self._state)
+            return self._automata.eos_bits
+        return self._automata.mask(self._state)
 
     def fill_bitmask(self, bitmask: torch.Tensor, row: int = 0) -> None:
         """Write the allowed tokens into ``bitmask[row]`` (int32; extra words are zeroed)."""
@@ -47,40 +50,37 @@ class Matcher:
             target[:n] = words
             target[n:] = 0
         else:
-            bitmask[row, :n].copy_(torch.from_numpy(words), non_blocking=False)
+            bitmask[row, :n].copy_(torch.from_numpy(words.copy()), non_blocking=False)
             bitmask[row, n:] = 0
 
     def allowed_token_ids(self) -> np.ndarray:
         """The allowed token ids, ascending."""
-        bits = np.unpackbits(self.mask().view(np.uint8), bitorder="little")[: self.compiled.vocab.size]
+        bits = np.unpackbits(self.mask().view(np.uint8), bitorder="little")[: self._size]
         return np.flatnonzero(bits)
 
     def is_token_allowed(self, token_id: int) -> bool:
+        """Would ``consume_token(token_id)`` succeed? (False for ids outside the vocabulary.)"""
+        token_id = int(token_id)
+        if not 0 <= token_id < self._size:
+            return False
         return bool(self.mask()[token_id >> 5] >> (token_id & 31) & 1)
 
     def consume_token(self, token_id: int) -> bool:
         """Advance by one token; False (state unchanged) if it is not allowed."""
         token_id = int(token_id)
-        if not 0 <= token_id < self.compiled.vocab.size:
-            return False
-        if self._terminated:
-            if token_id in self._eos:
-                self._history.append((self._state, True))
-                return True
+        if not 0 <= token_id < self._size:
             return False
         if token_id in self._eos:
-            if not self._rec.is_accepting(self._state):
+            if not (self._terminated or self._rec.is_accepting(self._state)[0]):
                 return False
-            self._history.append((self._state, False))
-            self._terminated = True
+            self._push(self._state, True)
             return True
-        if token_id in self._special:
+        if self._terminated or token_id in self._special:
             return False
-        state = self.compiled.automata.step(self._state, token_id)
+        state = self._automata.advance(self._state, token_id)
         if state is None:
             return False
-        self._history.append((self._state, False))
-        self._state = state
+        self._push(state, False)
         return True
 
     def consume_bytes(self, data: bytes | str) -> bool:
@@ -89,16 +89,20 @@ class Matcher:
             data = data.encode("utf-8")
         if self._terminated:
             return not data
-        state = self._rec.feed_bytes(self._state, data)
-        if state is None or not self._rec.is_viable(state):
+        state, _ = self._rec.advance(self._state, data)
+        if state is None or not self._rec.is_viable(state)[0]:
             return False
-        self._history.append((self._state, False))
-        self._state = state
+        self._push(state, False)
         return True
+
+    def _push(self, state: tuple, terminated: bool) -> None:
+        self._history = (self._state, self._terminated, self._history)
+        self._state, self._terminated = state, terminated
+        self._steps += 1
 
     def is_accepting(self) -> bool:
         """The text so far is a complete word (EOS is allowed now, or was consumed)."""
-        return self._terminated or self._rec.is_accepting(self._state)
+        return self._terminated or self._rec.is_accepting(self._state)[0]
 
     def is_terminated(self) -> bool:
         """EOS has been consumed."""
@@ -106,11 +110,11 @@ class Matcher:
 
     def rollback(self, n: int = 1) -> None:
         """Undo the last ``n`` consumed tokens (or consume_bytes calls)."""
-        if not 0 <= n <= len(self._history):
-            raise ValueError(f"cannot roll back {n} steps: {len(self._history)} consumed")
-        if n:
-            self._state, self._terminated = self._history[-n]
-            del self._history[-n:]
+        if not 0 <= n <= self._steps:
+            raise ValueError(f"cannot roll back {n} steps: {self._steps} consumed")
+        for _ in range(n):
+            self._state, self._terminated, self._history = self._history
+        self._steps -= n
 
     def reset(self) -> None:
-        self._state, self._terminated, self._history = self._rec.initial, False, []
+        self._state, self._terminated, self._history, self._steps = self._rec.initial, False, None, 0

@@ -1,32 +1,50 @@
-"""LR parse tables (LALR(1) lookaheads, conflicts kept) and a GLR-style recogniser over them.
+"""LR parse tables (LALR(1) lookaheads, conflicts kept) and a GLR recogniser over them.
 
-For a conflict-free grammar every configuration holds exactly one stack, so this is plain
-LALR(1) parsing; where the table has conflicts, a configuration holds every stack the
-input allows (a set of LR stacks), so any context-free grammar is recognised exactly.
-Stacks are persistent linked nodes, interned so that equal stacks are the same object:
-a configuration is a frozenset of nodes, cheap to hash, copy and use as a cache key.
+A parser *configuration* is the set of LR stacks the input so far allows, kept as a
+graph-structured stack: its top nodes, one per LR state, each node holding its state and
+the nodes below it. For a conflict-free grammar a configuration is a single stack and this
+is plain LALR(1) parsing; where the table has conflicts, every stack is kept, with shared
+structure, so any context-free grammar is recognised in polynomial time. Nodes are
+interned (equal structure, same object) and immutable, so configurations are cheap to
+hash, share and use as cache keys. A node below another that it *covers* (same state, and
+every stack under the other is under it too) is dropped: the set of stacks is unchanged,
+and ambiguous grammars such as ``e: e e | NUM`` keep a configuration of constant size.
+
+Every question a ``Parser`` answers is a pure function of the configuration and returns,
+beside its answer, the lowest stack height whose state it read (``floor``): the answer
+depends only on the part of the stack above it, which is what the token-level automata key
+their mask cache on.
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 from lark.common import ParserConf
-from lark.grammar import Rule
+from lark.grammar import Rule, Terminal
 from lark.parsers.lalr_analysis import LALR_Analyzer
 
-from gcd.errors import ParserLimitError
+from gcd.cache import LRU
 
 END = "$END"
-Config = frozenset  # frozenset[StackNode]; empty means dead
-MAX_REDUCTIONS = 400
+Config = frozenset  # frozenset[Node]: the top nodes; empty means dead
+COVER_DEPTH = 64    # how deep ``_covers`` compares two stacks before giving up (exact either way)
 
 
 @dataclass(frozen=True)
 class ParseTable:
-    """LR automaton: ``actions[state][terminal]`` is a tuple of actions, each a shift
-    (target state, >= 0) or a reduce (``-(rule + 1)``); ``gotos[state][nonterminal]``."""
+    """LR automaton over terminal classes: ``actions[state][class]`` is a tuple of actions,
+    each a shift (target state, >= 0) or a reduce (``-(rule + 1)``); ``gotos[state][nonterminal]``.
 
-    terminal_names: tuple[str, ...]       # terminal index -> name; the last one is $END
+    Terminals that the rules cannot tell apart (each rule using one, with it swapped for the
+    other, is also a rule: the alternatives of ``kw: "if" | "else" | ...``) share a class, so
+    a grammar with thousands of keywords has a small table. ``terminal_class[t]`` is the
+    class of terminal t; the last class is $END."""
+
+    terminal_names: tuple[str, ...]       # terminal index -> name
+    terminal_class: tuple[int, ...]       # terminal index -> class index
+    class_names: tuple[str, ...]          # class index -> a terminal of it; the last one is $END
     actions: tuple[dict[int, tuple[int, ...]], ...]
     gotos: tuple[dict[str, int], ...]
     rule_len: tuple[int, ...]
@@ -36,21 +54,65 @@ class ParseTable:
 
     @property
     def end(self) -> int:
-        return len(self.terminal_names) - 1
+        """The class of the end of the input."""
+        return len(self.class_names) - 1
 
     @property
     def is_lalr(self) -> bool:
         return not self.conflicts
 
+    def to_json(self) -> dict:
+        return {"terminal_names": list(self.terminal_names), "terminal_class": list(self.terminal_class),
+                "class_names": list(self.class_names),
+                "actions": [{str(t): list(a) for t, a in acts.items()} for acts in self.actions],
+                "gotos": [dict(g) for g in self.gotos], "rule_len": list(self.rule_len),
+                "rule_lhs": list(self.rule_lhs), "start_state": self.start_state, "conflicts": list(self.conflicts)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ParseTable":
+        return cls(tuple(data["terminal_names"]), tuple(data["terminal_class"]), tuple(data["class_names"]),
+                   tuple({int(t): tuple(a) for t, a in acts.items()} for acts in data["actions"]),
+                   tuple(dict(g) for g in data["gotos"]), tuple(data["rule_len"]), tuple(data["rule_lhs"]),
+                   int(data["start_state"]), tuple(data["conflicts"]))
+
+
+def terminal_classes(rules: list[Rule], terminal_names: list[str]) -> list[int]:
+    """For each terminal, the index of the first terminal the rules cannot tell it apart from:
+    its *signature* (each rule using it, with one of its occurrences replaced by a
+    placeholder) is the same. Then replacing any one occurrence of one terminal by the other
+    in a rule gives a rule, so every mix of the two does: one class can stand for both.
+    (``pal: "a" pal "a" | "b" pal "b"`` is symmetric in a and b, but "a" pal "b" is no rule.)"""
+    symbols = {n: set() for n in terminal_names}
+    for r in rules:
+        names = tuple((s.is_term, s.name) for s in r.expansion)
+        for i, (is_term, name) in enumerate(names):
+            if is_term:
+                symbols[name].add((r.origin.name, names[:i] + (None,) + names[i + 1:]))
+    first: dict[frozenset, int] = {}
+    return [first.setdefault(frozenset(symbols[n]), i) for i, n in enumerate(terminal_names)]
+
+
 def build_parse_table(rules: list[Rule], terminal_names: list[str], start: str) -> ParseTable:
-    """LALR(1) table for ``rules`` (Lark rules), keeping every conflicting action."""
-    analyzer = LALR_Analyzer(ParserConf(rules, {}, [start]))
+    """LALR(1) table for ``rules`` (Lark rules) over terminal classes, keeping every conflicting action."""
+    representative = terminal_classes(rules, terminal_names)
+    reps = sorted(set(representative))
+    class_of = {r: c for c, r in enumerate(reps)}
+    terminal_class = tuple(class_of[r] for r in representative)
+    rep_terminal = {n: Terminal(terminal_names[representative[i]]) for i, n in enumerate(terminal_names)}
+    class_rules, seen = [], set()
+    for r in rules:  # the rules over classes: each terminal replaced by its class's first terminal
+        expansion = [rep_terminal[s.name] if s.is_term else s for s in r.expansion]
+        key = (r.origin.name, tuple(s.name for s in expansion))
+        if key not in seen:
+            seen.add(key)
+            class_rules.append(Rule(r.origin, expansion, order=len(class_rules), alias=r.alias, options=r.options))
+    analyzer = LALR_Analyzer(ParserConf(class_rules, {}, [start]))
     analyzer.compute_lr0_states()
     analyzer.compute_reads_relations()
     analyzer.compute_includes_lookback()
     analyzer.compute_lookaheads()
 
-    names = list(terminal_names) + [END]
+    names = [terminal_names[r] for r in reps] + [END]
     term_index = {n: i for i, n in enumerate(names)}
     root = analyzer.lr0_start_states[start]
     root_name = "$root_" + start
@@ -68,28 +130,28 @@ def build_parse_table(rules: list[Rule], terminal_names: list[str], start: str) 
     for itemset in order:
         acts: dict[int, list[int]] = {}
         gos: dict[str, int] = {}
-        for sym, nxt in itemset.transitions.items():
+        for sym, nxt in sorted(itemset.transitions.items(), key=lambda kv: kv[0].name):
             if sym.is_term:
                 acts.setdefault(term_index[sym.name], []).append(index[nxt])
             else:
                 gos[str(sym.name)] = index[nxt]
         if any(rp.is_satisfied and rp.rule.origin.name == root_name for rp in itemset.closure):
             acts.setdefault(term_index[END], []).append(index[itemset])  # accept: shift $END
-        for la, las_rules in itemset.lookaheads.items():
+        for la, las_rules in sorted(itemset.lookaheads.items(), key=lambda kv: kv[0].name):
             for rule in sorted(las_rules, key=str):
                 if rule not in rule_index:
                     rule_index[rule] = len(rule_list)
                     rule_list.append(rule)
-                r = rule_index[rule]
-                acts.setdefault(term_index[la.name], []).append(-(r + 1))
+                acts.setdefault(term_index[la.name], []).append(-(rule_index[rule] + 1))
         for t, a in acts.items():
             if len(a) > 1:
                 kinds = ["shift" if x >= 0 else f"reduce {_rule_text(rule_list[-x - 1])}" for x in a]
                 conflicts.append(f"on {names[t]}: " + " / ".join(kinds))
-        actions.append({t: tuple(a) for t, a in acts.items()})
+        actions.append({t: tuple(a) for t, a in sorted(acts.items())})
         gotos.append(gos)
     return ParseTable(
-        terminal_names=tuple(names), actions=tuple(actions), gotos=tuple(gotos),
+        terminal_names=tuple(terminal_names), terminal_class=terminal_class, class_names=tuple(names),
+        actions=tuple(actions), gotos=tuple(gotos),
         rule_len=tuple(len(r.expansion) for r in rule_list),
         rule_lhs=tuple(str(r.origin.name) for r in rule_list),
         start_state=0, conflicts=tuple(conflicts))
@@ -99,14 +161,18 @@ def _rule_text(rule: Rule) -> str:
     return f"{rule.origin.name} -> {' '.join(s.name for s in rule.expansion) or '<empty>'}"
 
 
-class StackNode:
-    """One LR stack, as its top state, the node below it and its height (bottom = 0)."""
+class Node:
+    """A node of the graph-structured stack: an LR state over the nodes below it.
+    ``height`` is the longest path down to the bottom (0 there)."""
 
-    __slots__ = ("state", "parent", "height")
+    __slots__ = ("state", "parents", "height", "__weakref__")
 
-    def __init__(self, state: int, parent: "StackNode | None") -> None:
-        self.state, self.parent = state, parent
-        self.height = 0 if parent is None else parent.height + 1
+    def __init__(self, state: int, parents: tuple["Node", ...]) -> None:
+        self.state, self.parents = state, parents
+        self.height = 1 + max(p.height for p in parents) if parents else 0
+
+    def __repr__(self) -> str:
+        return f"Node({self.state}, h={self.height}, {len(self.parents)} below)"
 
 
 def top_height(config: Config) -> int:
@@ -114,25 +180,26 @@ def top_height(config: Config) -> int:
 
 
 class Parser:
-    """GLR recogniser over a ``ParseTable`` with memoised transitions.
+    """GLR recogniser over a ``ParseTable``; memoised, safe to use from several threads."""
 
-    ``low`` is a low-water mark: every call lowers it to the smallest stack height whose
-    state it read (memoised calls included), so a caller can learn how much of a stack a
-    computation depended on (``TokenAutomata`` keys its mask cache on just that part).
-    ``max_stacks`` bounds the work of one step; a grammar so ambiguous that one terminal
-    produces more stacks raises ``ParserLimitError`` rather than hanging.
-    """
-
-    def __init__(self, table: ParseTable, max_stacks: int = 20000) -> None:
+    def __init__(self, table: ParseTable, cache_items: int = 100_000) -> None:
         self.table = table
-        self.max_stacks = max_stacks
-        self.low = 0
-        self._nodes: dict[tuple[int, StackNode | None], StackNode] = {}
-        self._feed: dict[tuple[Config, int], tuple[Config, int]] = {}
-        self._shiftable: dict[Config, tuple[int, int]] = {}
-        self.initial: Config = frozenset([self._push(None, table.start_state)])
-        # per state: terminals with an action, those it shifts, and for each rule it reduces,
-        # the terminals that do
+        self.end = len(table.terminal_names)   # the terminal index that stands for the end of the input
+        self._nodes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+        self._advance = LRU(cache_items)     # (config, class) -> (config, floor)
+        self._next = LRU(cache_items)        # config -> (terminal mask, floor)
+        self._takes = LRU(cache_items)       # (node, candidate classes) -> (class mask, floor)
+        self._cover = LRU(cache_items)       # (node, node) -> bool
+        self._expanded = LRU(cache_items)    # class mask -> terminal mask
+        self._class = table.terminal_class
+        self._class_terminals = [0] * len(table.class_names)
+        for t, c in enumerate(self._class):
+            self._class_terminals[c] |= 1 << t
+        self._class_terminals[table.end] = 1 << self.end
+        self.initial: Config = frozenset([self._node(table.start_state, ())])
+        # per state: classes with an action, those it shifts, and for each rule it reduces,
+        # the classes that do
         self._expected: list[int] = []
         self._shifts: list[int] = []
         self._reduces: list[list[tuple[int, int]]] = []
@@ -149,98 +216,183 @@ class Parser:
             self._reduces.append(list(reduces.items()))
 
     def __getstate__(self) -> dict:
-        return {"table": self.table, "max_stacks": self.max_stacks}
+        return {"table": self.table}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["table"], state["max_stacks"])
+        self.__init__(state["table"])
 
-    def _push(self, parent: StackNode | None, state: int) -> StackNode:
-        key = (state, parent)
+    def _node(self, state: int, parents) -> Node:
+        """The interned node for ``state`` over ``parents`` (an iterable of nodes)."""
+        parents = tuple(parents)
+        key = (state, parents[0]) if len(parents) == 1 else (state, frozenset(parents))
         node = self._nodes.get(key)
         if node is None:
-            node = self._nodes[key] = StackNode(state, parent)
+            with self._lock:
+                node = self._nodes.get(key)
+                if node is None:
+                    node = Node(state, parents)
+                    self._nodes[key] = node
         return node
 
-    def feed(self, config: Config, terminal: int) -> Config:
-        """The configuration after shifting ``terminal`` (reductions first); empty if rejected."""
-        key = (config, terminal)
-        hit = self._feed.get(key)
+    # -- questions ----------------------------------------------------------------------
+    def advance(self, config: Config, terminal: int) -> tuple[Config, int]:
+        """The configuration after ``terminal`` (reductions, then the shift; empty if it is
+        rejected) and the floor read."""
+        key = (config, self._class[terminal])
+        hit = self._advance.get(key)
         if hit is None:
-            hit = self._feed[key] = self._compute_feed(config, terminal)
-        if hit[1] < self.low:
-            self.low = hit[1]
-        return hit[0]
+            hit = self._compute_advance(config, key[1])
+            self._advance.put(key, hit)
+        return hit
 
-    def _compute_feed(self, config: Config, terminal: int) -> tuple[Config, int]:
-        actions, gotos, rule_len, rule_lhs = self.table.actions, self.table.gotos, self.table.rule_len, self.table.rule_lhs
-        shifted: set[StackNode] = set()
-        work = list(config)
-        seen = set(work)
-        low = min(node.height for node in config)
-        while work:
-            node = work.pop()
-            for a in actions[node.state].get(terminal, ()):
-                if a >= 0:
-                    shifted.add(self._push(node, a))
-                    continue
-                r = -a - 1
-                base = node
-                for _ in range(rule_len[r]):
-                    base = base.parent
-                if base.height < low:
-                    low = base.height
-                nxt = self._push(base, gotos[base.state][rule_lhs[r]])
-                if nxt not in seen:
-                    seen.add(nxt)
-                    work.append(nxt)
-                    if len(seen) > self.max_stacks:
-                        raise ParserLimitError(
-                            f"more than {self.max_stacks} parse stacks for one terminal: the grammar is too "
-                            "ambiguous here (a cycle or hidden left recursion through empty rules?)")
-        return frozenset(shifted), low
-
-    def shiftable(self, config: Config) -> int:
-        """Bitmask of the terminals (``$END`` included) that ``config`` can take next."""
-        hit = self._shiftable.get(config)
+    def next_terminals(self, config: Config) -> tuple[int, int]:
+        """Bitmask of the terminals that ``config`` can take next (bit ``self.end``: the end of
+        the input), and the floor read."""
+        hit = self._next.get(config)
         if hit is None:
-            saved, self.low = self.low, min(node.height for node in config)
-            mask = 0
+            mask, floor = 0, min(node.height for node in config)
             for node in config:
-                mask |= self._takes(node, self._expected[node.state] & ~mask, 0, set())
-            hit = self._shiftable[config] = (mask, self.low)
-            self.low = saved
-        if hit[1] < self.low:
-            self.low = hit[1]
-        return hit[0]
+                m, f = self._node_takes(node, self._expected[node.state] & ~mask)
+                mask, floor = mask | m, min(floor, f)
+            hit = (self._terminals(mask), floor)
+            self._next.put(config, hit)
+        return hit
 
-    def _takes(self, node: StackNode, candidates: int, depth: int, visiting: set) -> int:
-        """Which of ``candidates`` can be shifted on stack ``node``: terminals that share a
-        reduction are carried through it together, so each reduction is done once."""
-        if depth > MAX_REDUCTIONS:
-            raise ParserLimitError(f"more than {MAX_REDUCTIONS} reductions in a row without a shift: "
-                                   "the grammar has a cycle through empty or unit rules")
-        out = candidates & self._shifts[node.state]
-        if (node, candidates) in visiting:  # a cycle of unit reductions adds nothing new
-            return out
-        visiting.add((node, candidates))
-        for r, mask in self._reduces[node.state]:
-            mask &= candidates & ~out
-            if mask:
-                base = node
-                for _ in range(self.table.rule_len[r]):
-                    base = base.parent
-                if base.height < self.low:
-                    self.low = base.height
-                out |= self._takes(self._push(base, self.table.gotos[base.state][self.table.rule_lhs[r]]),
-                                   mask, depth + 1, visiting)
-        return out
+    def is_accepting(self, config: Config) -> tuple[bool, int]:
+        """Can the input end here? And the floor read."""
+        mask, floor = self.next_terminals(config)
+        return bool(mask >> self.end & 1), floor
 
     def expected(self, config: Config) -> int:
         """Terminals with an action in some top state (what Lark's contextual lexer admits)."""
         mask = 0
         for node in config:
             mask |= self._expected[node.state]
-        return mask
+        return self._terminals(mask)
 
-    def accepts_end(self, config: Config) -> bool:
-        return bool(self.shiftable(config) >> self.table.end & 1)
+    def _terminals(self, classes: int) -> int:
+        """The terminals of a class mask."""
+        out = self._expanded.get(classes)
+        if out is None:
+            out, c, rest = 0, 0, classes
+            while rest:
+                if rest & 1:
+                    out |= self._class_terminals[c]
+                rest >>= 1
+                c += 1
+            self._expanded.put(classes, out)
+        return out
+
+    # -- the work -------------------------------------------------------------------------
+    def _compute_advance(self, config: Config, terminal: int) -> tuple[Config, int]:
+        """``advance`` for a terminal class."""
+        actions, gotos, rule_len, rule_lhs = (self.table.actions, self.table.gotos,
+                                              self.table.rule_len, self.table.rule_lhs)
+        floor = min(node.height for node in config)
+        # the top level: state -> the nodes below it (grown by reductions), and the original node
+        level: dict[int, list[Node]] = {node.state: list(node.parents) for node in config}
+        original = {node.state: node for node in config}
+        work = [(node.state, None) for node in config]   # (state, the one new node below it or None: all)
+        while work:
+            state, via = work.pop()
+            for a in actions[state].get(terminal, ()):
+                if a >= 0:
+                    continue
+                r = -a - 1
+                k, lhs = rule_len[r], rule_lhs[r]
+                if k == 0:  # only the root's empty rule: the stack does not move
+                    ends = [self._level_node(state, level, original)]
+                else:
+                    firsts = level[state] if via is None else [via]
+                    ends = [u for p in firsts for u in _below(p, k - 1)]
+                for u in ends:
+                    if u.height < floor:
+                        floor = u.height
+                    target = gotos[u.state][lhs]
+                    below = level.get(target)
+                    if below is None:
+                        level[target] = [u]
+                        work.append((target, u))
+                    elif self._add_below(below, u):
+                        work.append((target, u))
+        shifted: dict[int, list[Node]] = {}
+        for state in level:
+            for a in actions[state].get(terminal, ()):
+                if a >= 0:
+                    shifted.setdefault(a, []).append(self._level_node(state, level, original))
+        return frozenset(self._node(target, below) for target, below in shifted.items()), floor
+
+    def _level_node(self, state: int, level: dict, original: dict) -> Node:
+        node = original.get(state)
+        if node is not None and len(node.parents) == len(level[state]):
+            return node
+        return self._node(state, level[state])
+
+    def _add_below(self, below: list[Node], u: Node) -> bool:
+        """Add ``u`` to the nodes under one top node unless one of them covers it; drop those
+        it covers. True if it was added."""
+        for v in below:
+            if v is u or (v.state == u.state and self._covers(v, u)):
+                return False
+        below[:] = [v for v in below if not (v.state == u.state and self._covers(u, v))]
+        below.append(u)
+        return True
+
+    def _covers(self, v: Node, u: Node, depth: int = 0) -> bool:
+        """Every stack through ``u`` also runs through ``v`` (same states down to the bottom):
+        a simulation, compared to ``COVER_DEPTH`` levels (False beyond: never wrong, only
+        less sharing)."""
+        if v is u:
+            return True
+        if v.state != u.state or depth > COVER_DEPTH or (u.parents and not v.parents):
+            return False
+        key = (v, u)
+        hit = self._cover.get(key)
+        if hit is None:
+            hit = all(any(self._covers(q, p, depth + 1) for q in v.parents if q.state == p.state)
+                      for p in u.parents)
+            self._cover.put(key, hit)
+        return hit
+
+    def _node_takes(self, node: Node, candidates: int) -> tuple[int, int]:
+        """Which of ``candidates`` can be shifted on the stacks of ``node`` (after reductions),
+        and the floor read. Terminals that share a reduction are carried through it together."""
+        key = (node, candidates)
+        hit = self._takes.get(key)
+        if hit is not None:
+            return hit
+        gotos, rule_len, rule_lhs = self.table.gotos, self.table.rule_len, self.table.rule_lhs
+        out, floor = 0, node.height
+        stack, seen = [(node, candidates)], set()
+        while stack:
+            n, cands = stack.pop()
+            if (n, cands) in seen:
+                continue
+            seen.add((n, cands))
+            out |= cands & self._shifts[n.state]
+            for r, rmask in self._reduces[n.state]:
+                m = rmask & cands & ~out
+                if not m:
+                    continue
+                k, lhs = rule_len[r], rule_lhs[r]
+                for u in _below(n, k):
+                    if u.height < floor:
+                        floor = u.height
+                    stack.append((self._node(gotos[u.state][lhs], (u,)), m))
+        hit = (out, floor)
+        self._takes.put(key, hit)
+        return hit
+
+
+def _below(node: Node, k: int):
+    """The nodes ``k`` edges below ``node``."""
+    if k == 0:
+        return (node,)
+    while k and len(node.parents) == 1:
+        node, k = node.parents[0], k - 1
+    if k == 0:
+        return (node,)
+    frontier = {node}
+    for _ in range(k):
+        frontier = {p for n in frontier for p in n.parents}
+    return frontier

@@ -1,109 +1,204 @@
 """Byte-level recogniser: the contextual lexer driving the GLR parser.
 
-A recogniser state is ``(parser configuration, lexer state)``. Everything the token-level
-automata compute is defined by this module's semantics; ``Grammar.accepts`` and
-``Grammar.accepts_prefix`` use it directly, byte by byte.
+A recogniser ``State`` is ``(parser configuration, lexer state)``. The lexer state is
+``(lexer DFA state, fallback)``: while a lexeme is being read, the text may still have to
+end it at its last match (the DFA dies later: ``UNION`` in ``UNION SELECT`` with the
+terminal ``"UNION ALL" | "UNION"``); ``fallback`` is the ``State`` that taking that match and
+lexing the bytes after it again leads to, or None when there is no such match or it leads
+nowhere. Keeping the fallback as a state, not as the bytes after the match, keeps states
+finite: inside a string after ``''`` every further byte would otherwise make a new state.
+
+Inside one token the automata use the *raw* form ``(DFA state, last)``, ``last`` being
+``None`` or ``(terminal, bytes read since it matched)``, which does not need the parser
+(``advance_raw``, ``is_viable_raw``). Everything the token-level automata compute is defined
+by this module; ``Grammar.accepts`` and ``Grammar.accepts_prefix`` use it byte by byte.
+
+Every question returns, beside its answer, the lowest parser stack height it read (see
+``gcd.parser``); ``UNREAD`` when it read none.
 """
 from __future__ import annotations
 
+from gcd.cache import LRU
 from gcd.grammar import PARSE_START
-from gcd.lexer import Lexer, LexState
-from gcd.parser import Config, Parser, build_parse_table, top_height
+from gcd.lexer import END, Lexer
+from gcd.parser import Config, Parser, ParseTable, build_parse_table
 
-State = tuple  # (Config, LexState)
+State = tuple   # (Config, LexState)
+LexState = tuple  # (lexer DFA state, fallback State | None)
+RawLex = tuple    # (lexer DFA state, None | (terminal, bytes since it matched))
+UNREAD = 1 << 60
 
 
 class Recognizer:
-    def __init__(self, grammar) -> None:
+    """The byte-level recogniser of a grammar. ``table`` (a ``ParseTable``) and ``lexer``
+    (a lexer's ``export``) come from a cache file; else they are built."""
+
+    def __init__(self, grammar, table: ParseTable | None = None,
+                 lexer: tuple[dict, dict] | None = None) -> None:
         names = [t.name for t in grammar.terminals]
+        ranks = [grammar.terminal_rank(t) for t in grammar.terminals]
         index = {n: i for i, n in enumerate(names)}
-        self.lexer = Lexer(grammar.terminals, grammar.ignore, index, grammar.terminal_dfas)
-        self.parser = Parser(build_parse_table(grammar.rules, names, PARSE_START))
-        self._start()
+        ignore = sum(1 << index[n] for n in grammar.ignore if n in index)
+        self.lexer = Lexer(names, [grammar.terminal_dfas[n] for n in names],
+                           [t.priority for t in grammar.terminals], ranks, ignore)
+        if lexer is not None:
+            self.lexer.restore(*lexer)
+        self.parser = Parser(table if table is not None else build_parse_table(grammar.rules, names, PARSE_START))
+        self.ignore_mask = ignore
+        self._viable = LRU(200_000)
+        self.initial: State = (self.parser.initial, self.fresh(self.parser.initial)[0])
 
-    def _start(self) -> None:
-        self.ignore_mask = self.lexer.ignore_mask
-        self._viable: dict[State, tuple[bool, int]] = {}  # (viable, parser low-water mark)
-        self.initial: State = (self.parser.initial, self.fresh(self.parser.initial))
+    def export(self) -> tuple[dict, dict]:
+        """(JSON-able structure, arrays) to rebuild this recogniser from a cache file."""
+        meta, arrays = self.lexer.export()
+        return {"table": self.parser.table.to_json(), "lexer": meta}, {f"lexer.{k}": v for k, v in arrays.items()}
 
-    def __getstate__(self) -> dict:
-        return {"lexer": self.lexer, "parser": self.parser}
-
-    def __setstate__(self, state: dict) -> None:
-        self.lexer, self.parser = state["lexer"], state["parser"]
-        self._start()
-
-    def fresh(self, config: Config) -> LexState:
+    # -- parser steps ---------------------------------------------------------------------
+    def fresh(self, config: Config) -> tuple[LexState, int]:
         """The lexer state at the start of a lexeme: its candidates are the terminals the
         parser can really take next (plus ignored ones). Lark's contextual lexer uses the
         LALR state's lookahead set instead, a superset after LALR state merging."""
-        return (self.lexer.start(self.parser.shiftable(config)), None)
+        mask, floor = self.parser.next_terminals(config)
+        return (self.lexer.start(mask), None), floor
 
-    def shift(self, config: Config, terminal: int) -> Config | None:
+    def shift(self, config: Config, terminal: int) -> tuple[Config | None, int]:
         """The parser after a completed lexeme (unchanged for ignored terminals); None if rejected."""
         if self.ignore_mask >> terminal & 1:
-            return config
-        return self.parser.feed(config, terminal) or None
+            return config, UNREAD
+        nxt, floor = self.parser.advance(config, terminal)
+        return (nxt or None), floor
 
-    def feed_bytes(self, state: State, data: bytes) -> State | None:
-        """The state after ``data``, or None when the input can no longer be a word's prefix."""
-        config, lex = state
-        step = self.lexer.step
-        for b in data:
-            r = step(lex, b)
-            if r is None:
-                return None
-            if r[0] == "cont":
-                lex = r[1]
+    # -- decoding states ------------------------------------------------------------------
+    def advance(self, state: State, data: bytes) -> tuple[State | None, int]:
+        """The state after ``data``; None when the text can no longer be a word's prefix."""
+        config, (s, fallback) = state
+        lexer, floor = self.lexer, UNREAD
+        rows, accept = lexer.rows, lexer.accept
+        for i in range(len(data)):
+            b = data[i]
+            t = rows[s][b]
+            if t >= 0 and accept[t] >= 0:  # a match right after b: no earlier one matters
+                s, fallback = t, None
                 continue
-            config = self.shift(config, r[1])
-            if config is None:
-                return None
-            after = self.feed_bytes((config, self.fresh(config)), r[2])
-            if after is None:
-                return None
-            config, lex = after
-        return (config, lex)
+            m = lexer.match_before(s, b)
+            if m >= 0:  # the lexeme may end before b: take it, and b starts the next one
+                after, f = self.shift(config, m)
+                floor = min(floor, f)
+                fallback = None
+                if after is not None:
+                    lex, f = self.fresh(after)
+                    fallback, f2 = self.advance((after, lex), data[i:i + 1])
+                    floor = min(floor, f, f2)
+            elif fallback is not None:
+                fallback, f = self.advance(fallback, data[i:i + 1])
+                floor = min(floor, f)
+            if fallback is not None:
+                viable, f = self.is_viable(fallback)
+                floor = min(floor, f)
+                if not viable:
+                    fallback = None
+            if t >= 0:
+                s = t
+            elif fallback is None:
+                return None, floor
+            else:  # the lexeme ends at its last match; the fallback has read b already
+                config, (s, fallback) = fallback
+        return (config, (s, fallback)), floor
 
-    def is_viable(self, state: State) -> bool:
-        """Can the input so far be completed to a word? (The pending lexeme can still become
-        a terminal the parser takes, or end at its last match with the rest re-lexed.)"""
-        parser = self.parser
+    def is_viable(self, state: State) -> tuple[bool, int]:
+        """Can the text so far be completed to a word? (The pending lexeme can still become a
+        terminal the parser takes, or its fallback can.)"""
         hit = self._viable.get(state)
         if hit is None:
-            saved, parser.low = parser.low, top_height(state[0])
-            hit = self._viable[state] = (self._compute_viable(state), parser.low)
-            parser.low = saved
-        if hit[1] < parser.low:
-            parser.low = hit[1]
-        return hit[0]
+            config, (s, fallback) = state
+            hit = self._main_viable(config, s)
+            if not hit[0] and fallback is not None:
+                viable, floor = self.is_viable(fallback)
+                hit = (viable, min(hit[1], floor))
+            self._viable.put(state, hit)
+        return hit
 
-    def _compute_viable(self, state: State) -> bool:
-        config, (s, last) = state
+    def _main_viable(self, config: Config, s: int) -> tuple[bool, int]:
         if self.lexer.is_start(s):
-            return True
-        if self.lexer.alive[s] & (self.parser.shiftable(config) | self.ignore_mask):
-            return True
-        if last is not None:
-            after_shift = self.shift(config, last[0])
-            if after_shift is not None:
-                after = self.feed_bytes((after_shift, self.fresh(after_shift)), last[1])
-                return after is not None and self.is_viable(after)
-        return False
+            return True, UNREAD
+        mask, floor = self.parser.next_terminals(config)
+        return bool(self.lexer.alive[s] & (mask | self.ignore_mask)), floor
 
-    def is_accepting(self, state: State) -> bool:
-        """Is the input so far a complete word?"""
-        config, lex = state
+    def is_accepting(self, state: State) -> tuple[bool, int]:
+        """Is the text so far a complete word?"""
+        config, (s, fallback) = state
+        floor = UNREAD
         while True:
-            r = self.lexer.end(lex)
-            if r is None:
-                return False
-            if r[0] == "empty":
-                return self.parser.accepts_end(config)
-            config = self.shift(config, r[1])
+            if self.lexer.is_start(s):
+                accepting, f = self.parser.is_accepting(config)
+                return accepting, min(floor, f)
+            m = self.lexer.match_before(s, END)
+            if m >= 0:
+                config, f = self.shift(config, m)
+                floor = min(floor, f)
+                if config is None:
+                    return False, floor
+                (s, fallback), f = self.fresh(config)
+                floor = min(floor, f)
+            elif fallback is None:
+                return False, floor
+            else:
+                config, (s, fallback) = fallback
+
+    # -- raw states, inside a token -------------------------------------------------------
+    def advance_raw(self, config: Config, lex: RawLex, data: bytes) -> tuple[tuple[Config, RawLex] | None, int]:
+        """``advance`` with the raw lexer state: (config, raw lexer state) after ``data``."""
+        s, last = lex
+        lexer, floor = self.lexer, UNREAD
+        rows, accept = lexer.rows, lexer.accept
+        i = 0
+        while i < len(data):
+            b = data[i]
+            t = rows[s][b]
+            m = lexer.match_before(s, b)
+            if t >= 0:
+                if accept[t] >= 0:
+                    last = None
+                elif m >= 0:
+                    last = (m, data[i:i + 1])
+                elif last is not None:
+                    last = (last[0], last[1] + data[i:i + 1])
+                s, i = t, i + 1
+                continue
+            if m >= 0:  # dies: the lexeme ends before b, or at its last match, and the rest is lexed again
+                terminal, replay = m, data[i:i + 1]
+            elif last is not None:
+                terminal, replay = last[0], last[1] + data[i:i + 1]
+            else:
+                return None, floor
+            config, f = self.shift(config, terminal)
+            floor = min(floor, f)
             if config is None:
-                return False
-            after = self.feed_bytes((config, self.fresh(config)), r[2])
+                return None, floor
+            (s, _), f = self.fresh(config)
+            floor = min(floor, f)
+            after, f = self.advance_raw(config, (s, None), replay)
+            floor = min(floor, f)
             if after is None:
-                return False
-            config, lex = after
+                return None, floor
+            config, (s, last) = after
+            i += 1
+        return (config, (s, last)), floor
+
+    def is_viable_raw(self, config: Config, lex: RawLex) -> tuple[bool, int]:
+        """``is_viable`` for a raw lexer state."""
+        s, last = lex
+        viable, floor = self._main_viable(config, s)
+        if viable or last is None:
+            return viable, floor
+        after, f = self.shift(config, last[0])
+        floor = min(floor, f)
+        if after is None:
+            return False, floor
+        lex, f = self.fresh(after)
+        state, f2 = self.advance_raw(after, (lex[0], None), last[1])
+        floor = min(floor, f, f2)
+        if state is None:
+            return False, floor
+        viable, f = self.is_viable_raw(*state)
+        return viable, min(floor, f)

@@ -1,26 +1,36 @@
 """Compile a Lark terminal's regex into a minimal DFA over the UTF-8 bytes of the text.
 
 The input is what ``TerminalDef.pattern.to_regexp()`` returns: Python ``re`` syntax with inline
-flags.  It is parsed by ``re._parser`` and compiled: Thompson NFA over codepoint classes ->
-subset construction -> Hopcroft minimisation -> expansion of every transition into UTF-8 byte
-sequences.  The byte DFA is minimal and trimmed (every state can still reach acceptance).
+flags. It is parsed by ``re._parser`` into an NFA whose epsilon edges are ordered by ``re``'s
+backtracking priority (left alternative first; a greedy loop prefers another round, a lazy one
+the exit), determinised over codepoint classes, minimised, and expanded into UTF-8 bytes.
 
-Semantics (what gcd's lexer takes as the terminal's language):
+Two readings of a pattern (``regex_to_dfa(..., fullmatch=...)``):
 
-* As ``re`` does for str patterns: ``\\d \\w \\s`` are the Unicode classes (ASCII under ``(?a)``),
-  ``.`` excludes ``\\n`` unless ``(?s)``, ``(?i)`` folds case as ``re`` does.  Surrogates are
-  never matched.
-* Lazy quantifiers: Lark's lexer stops a lazy match at the shortest match, so a pattern with any
-  lazy quantifier gets the prefix-minimal language {w in L : no proper prefix of w is in L}.  This
-  is exactly ``re.match`` for the usual ones (``ESCAPED_STRING``, ``C_COMMENT``), not for all.
-* Lookahead and lookbehind whose body is one character (class) look at the next / previous
-  character *of the token*: there is none before its first or after its last character (the
-  text around the token is not seen, as with ``re.fullmatch``).
-* ``^``/``\\A`` at the very start and ``$``/``\\Z`` at the very end are ignored.
+* ``fullmatch=False`` (the lexer's): what ``re.match`` takes at a position, which is what
+  Lark's lexer runs. A DFA state is the *ordered* list of live NFA threads; once a thread
+  matches, the threads of lower priority are cut (they can no longer win), as in a
+  leftmost-first (Perl/RE2) DFA. So the longest prefix of a text this DFA accepts is exactly
+  ``re.match(pattern, text).end()``: ``/a|ab/`` takes ``a`` of ``ab``; ``/\\/\\*(.|\\n)*?\\*\\//``
+  ends at the first ``*/``; a lazy quantifier is lazy only inside its own alternative.
+* ``fullmatch=True``: the language ``{s : re.fullmatch(pattern, s)}``.
 
-Refused with ``GrammarError``: other anchors, other lookarounds, backreferences, conditionals,
-atomic groups, possessive quantifiers, a language that contains the empty string or is empty,
-and automata over ``max_states`` states.
+Semantics otherwise as ``re`` for str patterns: ``\\d \\w \\s`` are the Unicode classes (ASCII
+under ``(?a)``), ``.`` excludes ``\\n`` unless ``(?s)``, ``(?i)`` folds case as ``re`` does;
+surrogates are never matched. ``^``/``\\A`` at the very start and ``$``/``\\Z`` at the very end
+are ignored (a terminal is matched where the lexer is, and ends where its match ends).
+
+Lookarounds whose body is one character (class) are supported inside a terminal, and a
+lookahead may also end it (``/[a-z]+(?=\\()/``): it then looks at the first character *after*
+the terminal, which belongs to the next lexeme. ``ByteDFA.lookahead`` holds, per state, which
+next byte (or the end of the text, column 256) completes such a conditional match; the next
+character must be decided by its first byte (an ASCII class, or one containing all or none
+of the characters of each UTF-8 lead byte: ``(?a)`` makes ``\\w`` so).
+
+Refused with a ``GrammarError`` naming the terminal and the construct: a lookbehind at the
+start (it would look at the text before the terminal), other anchors, longer lookarounds,
+backreferences, conditionals, atomic groups, possessive quantifiers, a pattern that matches
+the empty string or nothing, and automata over ``max_states`` states.
 """
 from __future__ import annotations
 
@@ -38,6 +48,7 @@ from gcd.errors import GrammarError
 _MAX_CP = 0x10FFFF
 _FULL = np.array([[0, _MAX_CP]], dtype=np.int64)
 _NO_NEWLINE = np.array([[0, 9], [11, _MAX_CP]], dtype=np.int64)
+END = 256  # the lookahead column for "no next character"
 # UTF-8 encodings by length: (lead byte base, first codepoint, last codepoint).
 _UTF8 = ((0x00, 0, 0x7F), (0xC0, 0x80, 0x7FF), (0xE0, 0x800, 0xFFFF), (0xF0, 0x10000, _MAX_CP))
 _CATEGORIES = {
@@ -56,10 +67,16 @@ _Cond = tuple[bool, int, bool]  # lookaround on an epsilon edge: (behind, set id
 
 @dataclass(frozen=True, eq=False)
 class ByteDFA:
-    """Minimal trimmed DFA over bytes; state 0 starts, ``-1`` is the (implicit) dead state."""
+    """Minimal trimmed DFA over bytes; state 0 starts, ``-1`` is the (implicit) dead state.
+
+    ``accepting[q]``: the text read so far is a match. ``lookahead`` (``None`` when the pattern
+    has no lookahead at its end) is bool ``[n_states, 257]``: ``lookahead[q, b]`` says that the
+    text read so far is a match *if* the next byte is ``b`` (column 256: if the text ends here).
+    """
 
     transitions: np.ndarray  # int32 [n_states, 256]
     accepting: np.ndarray  # bool [n_states]
+    lookahead: np.ndarray | None = None  # bool [n_states, 257]
 
     def _run(self, data: bytes) -> int:
         state = 0
@@ -70,13 +87,28 @@ class ByteDFA:
         return state
 
     def matches(self, data: bytes) -> bool:
-        """Whether ``data`` is in the language."""
+        """Whether ``data`` is a match with nothing after it."""
         state = self._run(data)
-        return state >= 0 and bool(self.accepting[state])
+        return state >= 0 and self._matched(state, END)
 
     def is_prefix(self, data: bytes) -> bool:
-        """Whether ``data`` can be extended to a word of the language."""
+        """Whether ``data`` can be extended to a match."""
         return self._run(data) >= 0
+
+    def match_end(self, data: bytes) -> int | None:
+        """Length of the longest prefix of ``data`` that is a match (for the lexer's DFA: the
+        end of ``re.match`` on ``data``), or None."""
+        state, end = 0, None
+        for i, byte in enumerate(data):
+            if self._matched(state, byte):
+                end = i
+            state = int(self.transitions[state, byte])
+            if state < 0:
+                return end
+        return len(data) if self._matched(state, END) else end
+
+    def _matched(self, state: int, following: int) -> bool:
+        return bool(self.accepting[state]) or (self.lookahead is not None and bool(self.lookahead[state, following]))
 
 
 def _norm(iv: np.ndarray) -> _Intervals:
@@ -139,39 +171,40 @@ def _fold(literals: _Intervals, ascii: bool) -> _Intervals:
 
 
 def _partition(sets: list[_Intervals]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split the non-surrogate codepoints into classes that no set cuts.
+    """Split the non-surrogate codepoints into classes that no set cuts (nor a UTF-8 length
+    boundary, so that all characters of a class have the same encoded length).
 
     Returns the bounds of elementary intervals ``[bounds[j], bounds[j+1])``, the class of each
     (-1 for surrogates) and the membership matrix bool [n_sets, n_classes]."""
-    bounds = np.unique(np.concatenate([[0, 0xD800, 0xE000, _MAX_CP + 1]]
+    bounds = np.unique(np.concatenate([[0, 0x80, 0x800, 0xD800, 0xE000, 0x10000, _MAX_CP + 1]]
                                       + [iv[:, 0] for iv in sets] + [iv[:, 1] + 1 for iv in sets]))
     starts = bounds[:-1]
     member = np.array([_contains(iv, starts) for iv in sets])
     valid = (starts < 0xD800) | (starts >= 0xE000)
-    columns, inverse = np.unique(member[:, valid].T, axis=0, return_inverse=True)
+    length = np.searchsorted([0x80, 0x800, 0x10000], starts, side="right")
+    columns, inverse = np.unique(np.vstack([member, length])[:, valid].T, axis=0, return_inverse=True)
     cls = np.full(len(starts), -1, dtype=np.int64)
     cls[valid] = inverse.ravel()
-    return bounds, cls, columns.T
+    return bounds, cls, columns.T[:-1].astype(bool)
 
 
 class _Compiler:
-    """Thompson NFA over codepoint sets, with lookaround conditions on epsilon edges."""
+    """Thompson NFA over codepoint sets. Every node either consumes one character (``cons``)
+    or has epsilon edges in priority order (``eps``), with lookaround conditions on them."""
 
     def __init__(self, regex: str, name: str, max_states: int) -> None:
         self.regex, self.name, self.max_states = regex, name, max_states
         self.nfa_cap = 20 * max_states
         self.eps: list[list[tuple[int, _Cond | None]]] = []
-        self.cons: list[list[tuple[int, int]]] = []  # (set id, target)
+        self.cons: list[tuple[int, int] | None] = []  # (set id, target)
         self.sets: list[_Intervals] = [_FULL]  # one set at least, so the partition is never empty
         self.set_ids: dict[tuple, int] = {}  # repeats compile the same items again and again
-        self.behind: list[int] = []  # set ids that lookbehinds test
-        self.lazy = False
 
     def error(self, why: str) -> GrammarError:
         return GrammarError(f"pattern {self.regex!r} {why}", terminal=self.name)
 
     def unsupported(self, why: str) -> GrammarError:
-        return self.error(f"is not regular / not supported: {why}")
+        return self.error(f"is not supported: {why}")
 
     def too_large(self) -> GrammarError:
         return self.error(f"is too large (NFA over {self.nfa_cap} states, max_states={self.max_states})")
@@ -180,7 +213,7 @@ class _Compiler:
         if len(self.eps) >= self.nfa_cap:
             raise self.too_large()
         self.eps.append([])
-        self.cons.append([])
+        self.cons.append(None)
         return len(self.eps) - 1
 
     def set_id(self, op: object, av: object, flags: int) -> int | None:
@@ -217,148 +250,211 @@ class _Compiler:
         iv = _norm(np.concatenate(literals + categories))
         return _negate(iv) if negate else iv
 
-    def seq(self, items: list, state: int, flags: int, first: bool, last: bool) -> int:
-        """Compile ``items`` from ``state``; return the exit state."""
+    def seq(self, items: list, entry: int, flags: int, first: bool, last: bool) -> int:
+        """Compile ``items`` from ``entry`` (a node without edges); return the exit node (likewise)."""
         for i, (op, av) in enumerate(items):
-            state = self.item(op, av, state, flags, first and i == 0, last and i == len(items) - 1)
-        return state
+            entry = self.item(op, av, entry, flags, first and i == 0, last and i == len(items) - 1)
+        return entry
 
-    def item(self, op: object, av: object, state: int, flags: int, first: bool, last: bool) -> int:
+    def link(self, node: int, *targets: int, cond: _Cond | None = None) -> None:
+        self.eps[node].extend((t, cond) for t in targets)
+
+    def item(self, op: object, av: object, entry: int, flags: int, first: bool, last: bool) -> int:
         set_id = self.set_id(op, av, flags)
         if set_id is not None:
-            target = self.new()
-            self.cons[state].append((set_id, target))
-            return target
+            exit_ = self.new()
+            self.cons[entry] = (set_id, exit_)
+            return exit_
         if op is C.SUBPATTERN:
             _, add, remove, body = av
-            return self.seq(body, state, (flags | add) & ~remove, first, last)
+            return self.seq(body, entry, (flags | add) & ~remove, first, last)
         if op is C.BRANCH:
-            end = self.new()
+            end, starts = self.new(), []
             for alternative in av[1]:
-                start = self.new()
-                self.eps[state].append((start, None))
-                self.eps[self.seq(alternative, start, flags, first, last)].append((end, None))
+                starts.append(self.new())
+                self.link(self.seq(alternative, starts[-1], flags, first, last), end)
+            self.link(entry, *starts)
             return end
         if op is C.MAX_REPEAT or op is C.MIN_REPEAT:
-            low, high, body = av
-            self.lazy |= op is C.MIN_REPEAT and low != high
-            unbounded = high == C.MAXREPEAT
-            copies, end = low + (1 if unbounded else high - low), self.new()
-            for i in range(copies):
-                size = len(self.eps)
-                if i >= low and unbounded:  # the loop
-                    loop = self.new()
-                    self.eps[state].append((loop, None))
-                    self.eps[self.seq(body, loop, flags, False, False)].append((loop, None))
-                    state = loop
-                else:  # a mandatory copy, or an optional one that may skip to the end
-                    if i >= low:
-                        self.eps[state].append((end, None))
-                    state = self.seq(body, state, flags, False, False)
-                if i == 0 and len(self.eps) + (len(self.eps) - size) * (copies - 1) > self.nfa_cap:
-                    raise self.too_large()
-            self.eps[state].append((end, None))
-            return end
+            return self.repeat(av, entry, flags, lazy=op is C.MIN_REPEAT)
         if op is C.ASSERT or op is C.ASSERT_NOT:
             direction, body = av
             set_id = self.set_id(*body[0], flags) if len(body) == 1 else None
             if set_id is None:
-                raise self.unsupported("a lookaround body must be one character or character class")
-            target = self.new()
-            if direction < 0:
-                self.behind.append(set_id)
-            self.eps[state].append((target, (direction < 0, set_id, op is C.ASSERT_NOT)))
-            return target
+                raise self.unsupported("a lookaround whose body is not one character or character class")
+            exit_ = self.new()
+            self.link(entry, exit_, cond=(direction < 0, set_id, op is C.ASSERT_NOT))
+            return exit_
         if op is C.AT:
             if (first and av in (C.AT_BEGINNING, C.AT_BEGINNING_STRING)) or (
                     last and av in (C.AT_END, C.AT_END_STRING)):
-                return state
+                exit_ = self.new()
+                self.link(entry, exit_)
+                return exit_
             raise self.unsupported(f"anchor {av} inside the terminal")
         raise self.unsupported(_UNSUPPORTED.get(op, str(op)))
 
-    def determinise(self, final: int, member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Subset construction over the character classes; lookahead constraints ride on threads."""
+    def repeat(self, av: tuple, entry: int, flags: int, lazy: bool) -> int:
+        """``body{low,high}``: ``low`` copies, then optional ones (a loop when unbounded), each
+        choice ordered as ``re`` tries it: greedy takes another copy first, lazy stops first."""
+        low, high, body = av
+        unbounded = high == C.MAXREPEAT
+        copies = low + (1 if unbounded else high - low)
+        end = self.new()
+        for i in range(copies):
+            size = len(self.eps)
+            if i < low:
+                entry = self.seq(body, entry, flags, False, False)
+            else:
+                start = self.new()
+                self.link(entry, *((end, start) if lazy else (start, end)))
+                exit_ = self.seq(body, start, flags, False, False)
+                if unbounded:
+                    self.link(exit_, entry)  # back to the choice: another round or the exit
+                    break
+                entry = exit_
+            if i == 0 and len(self.eps) + (len(self.eps) - size) * (copies - 1) > self.nfa_cap:
+                raise self.too_large()
+        else:
+            self.link(entry, end)
+        return end
+
+
+class _Determiniser:
+    """Subset construction over character classes. A DFA state is a tuple of threads
+    ``(nfa node, constraint id)``: ordered by priority for the lexer's reading (cut after an
+    unconditional match), sorted for the language (all threads kept). A constraint is a
+    pending lookahead: the classes the next character may be in, and whether the text may
+    end instead."""
+
+    def __init__(self, comp: _Compiler, final: int, member: np.ndarray, fullmatch: bool) -> None:
+        self.comp, self.final, self.member, self.fullmatch = comp, final, member, fullmatch
         n_classes = member.shape[1]
-        masks, ends = [np.ones(n_classes, bool)], [True]  # constraint 0: none
-        constraint_ids = {(masks[0].tobytes(), True): 0}
+        self.masks, self.ends = [np.ones(n_classes, bool)], [True]  # constraint 0: none
+        self.constraint_ids = {(self.masks[0].tobytes(), True): 0}
 
-        def constrain(cid: int, set_id: int, negated: bool) -> int:
-            mask = masks[cid] & (~member[set_id] if negated else member[set_id])
-            end = ends[cid] and negated
-            if not (end or mask.any()):
-                return -1
-            key = (mask.tobytes(), end)
-            if key not in constraint_ids:
-                constraint_ids[key] = len(masks)
-                masks.append(mask)
-                ends.append(end)
-            return constraint_ids[key]
+    def constrain(self, cid: int, set_id: int, negated: bool) -> int:
+        mask = self.masks[cid] & (~self.member[set_id] if negated else self.member[set_id])
+        end = self.ends[cid] and negated
+        if not (end or mask.any()):
+            return -1
+        key = (mask.tobytes(), end)
+        if key not in self.constraint_ids:
+            self.constraint_ids[key] = len(self.masks)
+            self.masks.append(mask)
+            self.ends.append(end)
+        return self.constraint_ids[key]
 
-        def closure(seeds: list[int], prev: int | None) -> frozenset[tuple[int, int]]:
-            seen = {(q, 0) for q in seeds}
-            stack = list(seen)
-            while stack:
-                q, cid = stack.pop()
-                for target, cond in self.eps[q]:
-                    new_cid = cid
-                    if cond is not None:
-                        behind, set_id, negated = cond
-                        if behind and (prev is not None and bool(member[set_id, prev])) == negated:
+    def closure(self, seeds: list[int], prev: int | None) -> tuple[tuple[int, int], ...]:
+        """Threads reachable from ``seeds`` through epsilon edges, in priority order (depth
+        first, seeds first to last); ``prev`` is the class of the character just read."""
+        comp, final = self.comp, self.final
+        seen: set[tuple[int, int]] = set()
+        out: list[tuple[int, int]] = []
+        stack = [(q, 0) for q in reversed(seeds)]
+        while stack:
+            q, cid = stack.pop()
+            if (q, cid) in seen:
+                continue
+            seen.add((q, cid))
+            if comp.cons[q] is not None or q == final:
+                out.append((q, cid))
+                if q == final and cid == 0 and not self.fullmatch:
+                    break  # an unconditional match: every thread after it has lower priority
+            for target, cond in reversed(comp.eps[q]):
+                new_cid = cid
+                if cond is not None:
+                    behind, set_id, negated = cond
+                    if behind:
+                        if prev is None:
+                            raise comp.unsupported("a lookbehind at the start of the terminal (it would look at "
+                                                   "the text before the terminal)")
+                        if bool(self.member[set_id, prev]) == negated:
                             continue
-                        if not behind:
-                            new_cid = constrain(cid, set_id, negated)
-                    if new_cid >= 0 and (target, new_cid) not in seen:
-                        seen.add((target, new_cid))
-                        stack.append((target, new_cid))
-            return frozenset((q, cid) for q, cid in seen if self.cons[q] or q == final)
+                    else:
+                        new_cid = self.constrain(cid, set_id, negated)
+                        if new_cid < 0:
+                            continue
+                stack.append((target, new_cid))
+        return tuple(sorted(out)) if self.fullmatch else tuple(out)
 
-        behind_rows = member[self.behind]
-        states = [closure([0], None)]
+    def run(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(transitions int32 [n, classes], accepting bool [n], lookahead bool [n, classes + 1])."""
+        comp, final, member = self.comp, self.final, self.member
+        n_classes = member.shape[1]
+        states = [self.closure([0], None)]
         index = {states[0]: 0}
-        rows, accepting = [], []
+        rows, accepting, looks = [], [], []
         for dstate in states:
-            accepting.append(any(q == final and ends[cid] for q, cid in dstate))
-            edges = [(target, set_id, cid) for q, cid in dstate for set_id, target in self.cons[q]]
+            look = np.zeros(n_classes + 1, bool)
+            fire, actions = [], []  # per thread: the classes it fires on, and what it does
+            for q, cid in dstate:
+                if q == final:
+                    if cid:
+                        look[:n_classes] |= self.masks[cid]
+                        look[n_classes] |= self.ends[cid]
+                        fire.append(self.masks[cid])
+                        actions.append(None)  # a conditional match, confirmed by these classes
+                else:
+                    set_id, target = comp.cons[q]
+                    fire.append(member[set_id] & self.masks[cid])
+                    actions.append(target)
+            accepting.append(any(q == final and (cid == 0 or (self.fullmatch and self.ends[cid]))
+                                 for q, cid in dstate))
             row = np.full(n_classes, -1, np.int32)
-            if edges:
-                fire = member[[e[1] for e in edges]] & np.array([masks[e[2]] for e in edges])
-                # Classes that fire the same edges and pass the same lookbehinds behave alike.
-                packed = np.packbits(np.vstack([fire, behind_rows]), axis=0).T.tobytes()
+            if fire:
+                fire_rows = np.array(fire)
+                # classes that fire the same threads and pass the same lookbehinds behave alike
+                packed = np.packbits(np.vstack([fire_rows, member]), axis=0).T.tobytes()
                 width = len(packed) // n_classes
                 groups: dict[bytes, list[int]] = {}
                 for c in range(n_classes):
                     groups.setdefault(packed[c * width:(c + 1) * width], []).append(c)
                 for in_group in groups.values():
-                    nxt = closure([edges[i][0] for i in np.flatnonzero(fire[:, in_group[0]])], in_group[0])
+                    seeds = []
+                    for i in np.flatnonzero(fire_rows[:, in_group[0]]):
+                        if actions[i] is None:
+                            if not self.fullmatch:
+                                break  # the conditional match is confirmed: lower threads are cut
+                        else:
+                            seeds.append(actions[i])
+                    nxt = self.closure(seeds, in_group[0]) if seeds else ()
                     if not nxt:
                         continue
                     if nxt not in index:
-                        if len(states) >= self.max_states:
-                            raise self.error(f"needs more than max_states={self.max_states} DFA states")
+                        if len(states) >= comp.max_states:
+                            raise comp.error(f"needs more than max_states={comp.max_states} DFA states")
                         index[nxt] = len(states)
                         states.append(nxt)
                     row[in_group] = index[nxt]
             rows.append(row)
-        return np.array(rows, np.int32).reshape(-1, n_classes), np.array(accepting, bool)
+            looks.append(look if not self.fullmatch else np.zeros(n_classes + 1, bool))
+        return (np.array(rows, np.int32).reshape(-1, n_classes), np.array(accepting, bool),
+                np.array(looks, bool).reshape(-1, n_classes + 1))
 
 
-def _minimise(trans: np.ndarray, accepting: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Hopcroft's algorithm on the DFA completed with a dead sink.
+def _minimise(trans: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Hopcroft's algorithm on the DFA completed with a dead sink; ``labels`` (int [n], 0 for
+    states that match nothing) are the states' outputs.
 
-    Returns the minimal trimmed DFA (the states reachable from 0 that can reach acceptance,
-    numbered breadth-first), or None if the language is empty."""
+    Returns (transitions, representative state of each new state) of the minimal trimmed DFA
+    (the states reachable from 0 that can reach a labelled state, numbered breadth-first),
+    or None if the language is empty."""
     n, k = trans.shape
     total = np.vstack([np.where(trans >= 0, trans, n), np.full((1, k), n)])
     preds = []  # per class: (sources sorted by target, offsets by target)
     for a in range(k):
         offsets = np.r_[0, np.cumsum(np.bincount(total[:, a], minlength=n + 1))]
         preds.append((np.argsort(total[:, a], kind="stable").tolist(), offsets.tolist()))
-    acc = np.r_[accepting, False]
-    block = acc.astype(np.int64).tolist()
-    blocks = [set(np.flatnonzero(~acc).tolist()), set(np.flatnonzero(acc).tolist())]
-    if not blocks[1]:
+    label = np.r_[labels, 0]
+    _, block_arr = np.unique(label, return_inverse=True)
+    block = block_arr.ravel().tolist()
+    blocks: list[set[int]] = [set() for _ in range(max(block) + 1)]
+    for s, b in enumerate(block):
+        blocks[b].add(s)
+    if not label.any():
         return None
-    work = {(int(len(blocks[1]) < len(blocks[0])), a) for a in range(k)}
+    work = {(b, a) for b in range(len(blocks)) for a in range(k)}
     while work:
         b, a = work.pop()
         sources, offsets = preds[a]
@@ -391,7 +487,7 @@ def _minimise(trans: np.ndarray, accepting: np.ndarray) -> tuple[np.ndarray, np.
                 order.append(t)
     renumber = np.full(len(blocks), -1, np.int32)
     renumber[order] = np.arange(len(order))
-    return renumber[btrans[order]], acc[rep[order]]
+    return renumber[btrans[order]], rep[order]
 
 
 def _to_bytes(trans: np.ndarray, bounds: np.ndarray, cls: np.ndarray, comp: _Compiler) -> np.ndarray:
@@ -441,25 +537,85 @@ def _to_bytes(trans: np.ndarray, bounds: np.ndarray, cls: np.ndarray, comp: _Com
     return np.array(rows, np.int32)
 
 
-def regex_to_dfa(regex: str, *, name: str = "?", max_states: int = 5000) -> ByteDFA:
-    """Compile a terminal's regex (Python ``re`` syntax) into a minimal, trimmed byte DFA."""
+def _lookahead_bytes(look: np.ndarray, bounds: np.ndarray, cls: np.ndarray, comp: _Compiler) -> np.ndarray:
+    """Per-class lookahead rows -> per-byte rows: byte b confirms iff every character whose
+    UTF-8 encoding starts with b is in a confirming class (refused if only some are)."""
+    out = np.zeros((len(look), 257), bool)
+    out[:, END] = look[:, -1]
+    starts = bounds[:-1]
+    for b in range(256):
+        if b < 0x80:
+            lo, hi = b, b
+        elif 0xC2 <= b < 0xE0:
+            lo = (b - 0xC0) << 6
+            hi = lo + 0x3F
+        elif 0xE0 <= b < 0xF0:
+            lo = (b - 0xE0) << 12
+            hi = lo + 0xFFF
+        elif 0xF0 <= b < 0xF5:
+            lo = (b - 0xF0) << 18
+            hi = min(lo + 0x3FFFF, _MAX_CP)
+        else:
+            continue  # never the first byte of a character
+        lo = max(lo, {0xE0: 0x800, 0xF0: 0x10000}.get(b, lo))
+        first, last = np.searchsorted(starts, lo, side="right") - 1, np.searchsorted(starts, hi, side="right")
+        classes = np.unique(cls[first:last])
+        classes = classes[classes >= 0]
+        if not len(classes):
+            continue
+        cols = look[:, classes]
+        if (cols.any(axis=1) != cols.all(axis=1)).any():
+            raise comp.unsupported(
+                f"a lookahead at the end whose next character is not decided by its first byte (0x{b:02x}); "
+                "use an ASCII class, or (?a) for \\w \\d \\s")
+        out[:, b] = cols[:, 0]
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def regex_to_dfa(regex: str, *, name: str = "?", max_states: int = 5000, fullmatch: bool = False) -> ByteDFA:
+    """Compile a terminal's regex (Python ``re`` syntax) into a minimal, trimmed byte DFA:
+    the lexer's reading (``re.match``) by default, the language with ``fullmatch=True``."""
     comp = _Compiler(regex, name, max_states)
     try:
         parsed = _parser.parse(regex)
     except re.error as e:
         raise comp.error(f"is not a valid regex: {e}") from None
+    except RecursionError:
+        raise comp.error("is nested too deeply") from None
     final = comp.seq(parsed, comp.new(), parsed.state.flags, True, True)
     bounds, cls, member = _partition(comp.sets)
-    trans, accepting = comp.determinise(final, member)
-    if accepting[0]:
+    trans, accepting, look = _Determiniser(comp, final, member, fullmatch).run()
+    if (accepting[0] or look[0].any()) and not fullmatch:
         raise comp.error("matches the empty string")
-    if comp.lazy:
-        trans[accepting] = -1
-    minimal = _minimise(trans, accepting)
+    labels = np.unique(np.column_stack([accepting, look]), axis=0, return_inverse=True)[1].ravel()
+    labels = np.where(accepting | look.any(axis=1), labels + 1, 0)
+    minimal = _minimise(trans, labels)
     if minimal is None:
+        if fullmatch:  # a language may be empty: /a(?=b)/ never matches a whole text
+            return ByteDFA(np.full((1, 256), -1, np.int32), np.zeros(1, bool))
         raise comp.error("matches nothing")
-    trans, accepting = minimal
+    trans, rep = minimal
     byte_trans = _to_bytes(trans, bounds, cls, comp)
-    byte_accepting = np.zeros(len(byte_trans), bool)
-    byte_accepting[:len(accepting)] = accepting
-    return ByteDFA(byte_trans, byte_accepting)
+    n = len(byte_trans)
+    byte_accepting = np.zeros(n, bool)
+    byte_accepting[:len(rep)] = accepting[rep]
+    lookahead = None
+    if look[rep].any():
+        lookahead = np.zeros((n, 257), bool)
+        lookahead[:len(rep)] = _lookahead_bytes(look[rep], bounds, cls, comp)
+    for array in (byte_trans, byte_accepting, lookahead):
+        if array is not None:
+            array.flags.writeable = False
+    return ByteDFA(byte_trans, byte_accepting, lookahead)
+
+
+def literal_dfa(text: bytes) -> ByteDFA:
+    """The DFA of one string literal (what a Lark string terminal without flags matches)."""
+    n = len(text)
+    trans = np.full((n + 1, 256), -1, np.int32)
+    trans[np.arange(n), np.frombuffer(text, np.uint8)] = np.arange(1, n + 1)
+    accepting = np.zeros(n + 1, bool)
+    accepting[n] = True
+    trans.flags.writeable = accepting.flags.writeable = False
+    return ByteDFA(trans, accepting)

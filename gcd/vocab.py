@@ -115,7 +115,7 @@ class Vocabulary:
         return hash(self.fingerprint)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("byte_matrix", "lengths")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("flat_bytes", "token_starts", "lengths")}
 
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes of ``token_id`` (``b""`` for special tokens)."""
@@ -131,11 +131,17 @@ class Vocabulary:
         return out
 
     @cached_property
-    def byte_matrix(self) -> np.ndarray:
-        """uint8 [V, L]: token bytes, zero padded; L = longest token (at least 1). Read-only."""
-        lengths = self.lengths
-        out = np.zeros((self.size, max(int(lengths.max()), 1)), dtype=np.uint8)
-        out[np.arange(out.shape[1]) < lengths[:, None]] = np.frombuffer(b"".join(self.tokens), dtype=np.uint8)
+    def token_starts(self) -> np.ndarray:
+        """int64 [V + 1]: token i's bytes are ``flat_bytes[token_starts[i]:token_starts[i + 1]]``. Read-only."""
+        out = np.zeros(self.size + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=out[1:])
+        out.flags.writeable = False
+        return out
+
+    @cached_property
+    def flat_bytes(self) -> np.ndarray:
+        """uint8: every token's bytes, one after another (then one zero byte). Read-only."""
+        out = np.frombuffer(b"".join(self.tokens) + b"\0", dtype=np.uint8)
         out.flags.writeable = False
         return out
 

@@ -1,4 +1,4 @@
-"""Compiling: the disk cache, pickling, stats, and the compiled object's independence."""
+"""Compiling: the disk cache (its key, its files), pickling, stats, the bitmask layout."""
 from __future__ import annotations
 
 import pickle
@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gcd
+from gcd import compiler as compiler_module
+from gcd import store
 
 ROOT = Path(__file__).resolve().parents[1]
 ARITH = """
@@ -39,48 +43,184 @@ def walk_masks(compiled: gcd.CompiledGrammar, tokens: list[int]) -> list[list[in
     return masks
 
 
+WALK = [5, 0, 3, 1, 6, 4, 0]      # ( 1 + 2 ) * 1
 
 
 def test_cache_roundtrip_gives_identical_masks(tmp_path):
     vocab = toy_vocab()
-    walk = [5, 0, 3, 1, 6, 4, 0]      # ( 1 + 2 ) * 1
     first = gcd.GrammarCompiler(vocab, cache_dir=tmp_path).compile(gcd.Grammar(ARITH))
-    files = list((tmp_path / "compiled").glob("*.pkl"))
-    assert len(files) == 1
+    assert len(list((tmp_path / "compiled").glob("*.gcd"))) == 1
     second = gcd.GrammarCompiler(vocab, cache_dir=tmp_path).compile(gcd.Grammar(ARITH))
-    assert second is not first
-    assert walk_masks(first, walk) == walk_masks(second, walk)
+    assert second is not first and second.compile_seconds == first.compile_seconds   # loaded, not rebuilt
+    assert walk_masks(first, WALK) == walk_masks(second, WALK)
     fresh = gcd.GrammarCompiler(vocab, cache=False).compile(gcd.Grammar(ARITH))
-    assert walk_masks(fresh, walk) == walk_masks(first, walk)
+    assert walk_masks(fresh, WALK) == walk_masks(first, WALK)
 
 
-def test_cache_key_depends_on_grammar_and_vocabulary(tmp_path):
-    vocab = toy_vocab()
-    other_vocab = gcd.Vocabulary(TOKENS + [b"<eos>", b"3"], eos_token_id=len(TOKENS))
-    c = gcd.GrammarCompiler(vocab, cache_dir=tmp_path)
-    keys = {c.cache_key(gcd.Grammar(ARITH)), c.cache_key(gcd.Grammar(ARITH.replace('"*"', '"/"'))),
-            gcd.GrammarCompiler(other_vocab, cache_dir=tmp_path).cache_key(gcd.Grammar(ARITH))}
-    assert len(keys) == 3
-    assert c.cache_key(gcd.Grammar(ARITH)) == c.cache_key(gcd.Grammar(ARITH))
+# -- the cache key ---------------------------------------------------------------------------
+
+def test_string_and_regex_terminals_do_not_share_a_key(tmp_path):
+    """A string literal beats a regex on a tie, so A: "if" and A: /if/ are different grammars."""
+    literal = 'start: A "!" | NAME "?"\nA: "if"\nNAME: /[a-z]+/\n'
+    regex = literal.replace('A: "if"', "A: /if/")
+    tokens = [b"if", b"!", b"?", b"x"]
+    vocab = gcd.Vocabulary(tokens + [b"<eos>"], eos_token_id=len(tokens))
+    compiler = gcd.GrammarCompiler(vocab, cache_dir=tmp_path)
+    assert gcd.Grammar(literal).accepts("if!") and gcd.Grammar(regex).accepts("if?")   # as Lark reads them
+    compiler.compile(gcd.Grammar(literal))
+    m = compiler.compile(gcd.Grammar(regex)).matcher()
+    assert m.consume_token(0) and m.consume_token(2) and m.is_accepting()
 
 
-def test_damaged_cache_entry_is_rebuilt_with_a_warning(tmp_path):
+TERMINAL_FIELDS = ("kind", "pattern", "flags", "priority", "name")
+
+
+@st.composite
+def grammar_fields(draw) -> dict:
+    n = draw(st.integers(1, 3))
+    terminals = [{"name": f"T{i}", "kind": draw(st.sampled_from(["string", "regex"])),
+                  "pattern": draw(st.text("abcxyz", min_size=1, max_size=4)),
+                  "flags": draw(st.booleans()), "priority": draw(st.integers(0, 2))} for i in range(n)]
+    rules = [[f"T{draw(st.integers(0, n - 1))}" for _ in range(draw(st.integers(1, 3)))]
+             for _ in range(draw(st.integers(1, 3)))]
+    rules += [[t["name"]] for t in terminals if not any(t["name"] in r for r in rules)]   # all used
+    return {"terminals": terminals, "rules": rules, "ignore": draw(st.booleans()),
+            "start": draw(st.sampled_from(["start", "top"]))}
+
+
+def render(fields: dict, layout: int = 0) -> str:
+    """Lark text for ``fields``; ``layout`` changes only how it is written."""
+    sep = ["\n", "\n\n// a comment\n", "\n  \n"][layout % 3]
+    def terminal(t):
+        body = f'"{t["pattern"]}"' if t["kind"] == "string" else f'/{t["pattern"]}/'
+        return f'{t["name"]}{"." + str(t["priority"]) if t["priority"] else ""}: {body}{"i" if t["flags"] else ""}'
+    alternatives = [" ".join(r) for r in fields["rules"]]
+    if layout % 2:
+        alternatives = alternatives[::-1]
+    lines = [f'{fields["start"]}: ' + " | ".join(alternatives)] + [terminal(t) for t in fields["terminals"]]
+    if fields["ignore"]:
+        lines += ['WS: " "', "%ignore WS"]
+    return sep.join(lines[::-1] if layout % 2 else lines) + "\n"
+
+
+def key(fields: dict, layout: int = 0, vocab: gcd.Vocabulary | None = None) -> str:
+    grammar = gcd.Grammar(render(fields, layout), start=fields["start"])
+    return gcd.GrammarCompiler(vocab or toy_vocab(), cache=False).cache_key(grammar)
+
+
+@settings(max_examples=40, deadline=None)
+@given(grammar_fields(), st.data())
+def test_cache_key_changes_with_every_field(fields, data):
+    base = key(fields)
+    assert key(fields, layout=data.draw(st.integers(1, 5))) == base   # the same grammar written otherwise
+    changed = {**fields, "terminals": [dict(t) for t in fields["terminals"]]}
+    what = data.draw(st.sampled_from(TERMINAL_FIELDS + ("rules", "ignore", "start")), label="field")
+    t = data.draw(st.sampled_from(changed["terminals"]), label="terminal")
+    if what == "kind":
+        t["kind"] = "regex" if t["kind"] == "string" else "string"
+    elif what == "pattern":
+        t["pattern"] += "z"
+    elif what == "flags":
+        t["flags"] = not t["flags"]
+    elif what == "priority":
+        t["priority"] += 1
+    elif what == "name":
+        old = t["name"]
+        t["name"] = old + "X"
+        changed["rules"] = [[s + "X" if s == old else s for s in r] for r in fields["rules"]]
+    elif what == "rules":
+        changed["rules"] = fields["rules"] + [fields["rules"][0] * 2]
+    elif what == "ignore":
+        changed["ignore"] = not fields["ignore"]
+    else:
+        changed["start"] = "top" if fields["start"] == "start" else "start"
+    assert key(changed) != base, what
+
+
+def test_cache_key_covers_vocabulary_and_source(monkeypatch):
+    fields = {"terminals": [{"name": "T0", "kind": "string", "pattern": "a", "flags": False, "priority": 0}],
+              "rules": [["T0"]], "ignore": False, "start": "start"}
+    base = key(fields)
+    other = gcd.Vocabulary(TOKENS + [b"<eos>", b"3"], eos_token_id=len(TOKENS))
+    assert key(fields, vocab=other) != base
+    monkeypatch.setattr(compiler_module, "source_digest", lambda: "edited")
+    assert key(fields) != base
+
+
+# -- cache files -------------------------------------------------------------------------
+
+def test_damaged_cache_files_are_rebuilt_with_a_warning(tmp_path):
     vocab = toy_vocab()
     compiler = gcd.GrammarCompiler(vocab, cache_dir=tmp_path)
     compiler.compile(gcd.Grammar(ARITH))
-    (entry,) = (tmp_path / "compiled").glob("*.pkl")
-    entry.write_bytes(b"not a pickle")
-    with pytest.warns(UserWarning, match="unreadable compile cache"):
+    (entry,) = (tmp_path / "compiled").glob("*.gcd")
+    good = entry.read_bytes()
+    damages = {"truncated": good[:-10], "altered": good[:-1] + bytes([good[-1] ^ 1]), "empty": b"",
+               "not ours": b"something else entirely"}
+    for what, data in damages.items():
+        entry.write_bytes(data)
+        with pytest.warns(UserWarning, match="rebuilding the unusable cache file"):
+            compiled = compiler.compile(gcd.Grammar(ARITH))
+        assert walk_masks(compiled, WALK) == walk_masks(gcd.GrammarCompiler(vocab, cache=False).compile(ARITH), WALK)
+        assert entry.read_bytes() != data, what   # rewritten
+
+
+class _Payload:
+    """A pickle of this runs code when loaded: it creates a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_pickle_in_the_cache_is_refused_without_being_loaded(tmp_path):
+    vocab = toy_vocab()
+    compiler = gcd.GrammarCompiler(vocab, cache_dir=tmp_path / "cache")
+    path = compiler.cache_path(gcd.Grammar(ARITH))
+    path.parent.mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.warns(UserWarning, match="not a gcd cache file"):
         compiled = compiler.compile(gcd.Grammar(ARITH))
+    assert not marker.exists()
     assert compiled.matcher().consume_token(0)
+
+
+def test_grammars_over_one_vocabulary_share_its_file(tmp_path):
+    vocab = gcd.Vocabulary([bytes([c]) for c in range(32, 127)] + [b"<eos>"], eos_token_id=95)
+    compiler = gcd.GrammarCompiler(vocab, cache_dir=tmp_path)
+    compiler.compile(gcd.Grammar.from_file(ROOT / "grammars" / "json.lark"))
+    compiler.compile(gcd.Grammar.from_file(ROOT / "grammars" / "sql.lark"))
+    (vocab_file,) = (tmp_path / "vocab").glob("*.gcd")
+    _, shared = store.read(vocab_file)
+    assert {"flat_bytes", "token_starts", "groups.ids"} <= set(shared)
+    for path in (tmp_path / "compiled").glob("*.gcd"):
+        _, arrays = store.read(path)
+        assert not {"flat_bytes", "token_starts"} & set(arrays)
+        assert all(not a.flags.writeable for a in arrays.values())
+
+
+def test_store_refuses_object_arrays_and_reads_back_read_only_maps(tmp_path):
+    with pytest.raises(TypeError):
+        store.encode({}, {"x": np.array([object()])})
+    path = tmp_path / "f.gcd"
+    store.write(path, {"a": 1}, {"x": np.arange(5, dtype=np.int32), "y": np.ones((2, 3), np.uint8)})
+    meta, arrays = store.read(path)
+    assert meta == {"a": 1} and arrays["x"].tolist() == [0, 1, 2, 3, 4] and arrays["y"].shape == (2, 3)
+    assert isinstance(arrays["x"].base, np.memmap) or isinstance(arrays["x"], np.memmap)
+    with pytest.raises(ValueError):
+        arrays["x"][0] = 1
 
 
 def test_compiled_grammar_pickles_and_keeps_working():
     compiled = gcd.GrammarCompiler(toy_vocab(), cache=False).compile(gcd.Grammar(ARITH))
-    walk = [5, 0, 3, 1, 6, 4, 0]
-    before = walk_masks(compiled, walk)
-    clone = pickle.loads(pickle.dumps(compiled))
-    assert walk_masks(clone, walk) == before
+    before = walk_masks(compiled, WALK)
+    data = pickle.dumps(compiled)
+    assert store.MAGIC in data   # the automata travel in the cache format
+    clone = pickle.loads(data)
+    assert walk_masks(clone, WALK) == before
 
 
 def test_second_compile_in_a_new_process_reads_the_cache(tmp_path):

@@ -199,13 +199,27 @@ def test_divergence_from_lark_contextual_lexer(name, text):
     check_prefixes(grammar, text)
 
 
-# gcd lexes by longest match over each terminal's regular language; Lark's lexer is one
-# Python regex alternation, tried terminal by terminal (priority, then longest max width),
-# whose own alternatives are ordered: the first that matches wins, even if a later one
-# matches more. Where the two differ, gcd accepts and Lark rejects. (Documented divergence.)
+# Within one terminal, gcd takes what Python's re.match takes, as Lark's lexer does: the
+# first alternative that matches wins, even if a later one would match more.
+RE_MATCH = [
+    ('start: T\nT: /a|ab/\n', "ab", False),               # T matches "a", then "b" is left
+    ('start: T "b"?\nT: /a|ab/\n', "abb", False),
+    ('start: T "b"\nT: /a|ab/\n', "ab", True),
+    ('start: C\nC: /\\/\\*(.|\\n)*?\\*\\//\n', "/* a */ */", False),   # lazy: ends at the first */
+    ('start: A\nA: /x[a-z]*|y.*?z/\n', "xabc", True),       # laziness stays in its own alternative
+]
+
+
+@pytest.mark.parametrize("text,word,expected", RE_MATCH)
+def test_terminals_match_what_re_match_takes(text, word, expected):
+    assert lark_oracle(text, parser="lalr", exact_context=False)(word) == expected
+    assert gcd.Grammar(text).accepts(word) == expected
+
+
+# Across terminals gcd takes the longest match; Lark's lexer is one Python regex alternation,
+# tried terminal by terminal (priority, then longest max width), so the first terminal that
+# matches wins. Where the two differ, gcd accepts and Lark rejects. (Documented divergence.)
 LONGEST_MATCH = [
-    ('start: T\nT: /a|ab/\n', "ab"),                      # Lark's T matches "a", then "b" is left
-    ('start: T "b"?\nT: /a|ab/\n', "abb"),
     ('start: A | B\nA: /a|bbbbb/\nB: "ab"\n', "ab"),       # A (max width 5) is tried first, takes "a"
 ]
 
@@ -353,7 +367,7 @@ def complete(grammar: gcd.Grammar, prefix: str, units: list[str], max_depth: int
     string per recogniser state (strings in the same state have the same completions);
     None if there is none within ``max_depth`` units or ``MAX_NODES`` states."""
     rec = grammar.recognizer
-    level, seen = [prefix], {rec.feed_bytes(rec.initial, prefix.encode())}
+    level, seen = [prefix], {rec.advance(rec.initial, prefix.encode())[0]}
     for _ in range(max_depth + 1):
         for s in level:
             if grammar.accepts(s):
@@ -364,7 +378,7 @@ def complete(grammar: gcd.Grammar, prefix: str, units: list[str], max_depth: int
                 t = s + u
                 if not grammar.accepts_prefix(t):
                     continue
-                state = rec.feed_bytes(rec.initial, t.encode())
+                state = rec.advance(rec.initial, t.encode())[0]
                 if state not in seen:
                     seen.add(state)
                     nxt.append(t)

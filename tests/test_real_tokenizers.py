@@ -21,15 +21,15 @@ SQL = [q for q in (DATA / "sql_queries.txt").read_text().splitlines() if q.strip
 def brute_force_allowed(grammar: gcd.Grammar, vocab: gcd.Vocabulary, prefix: bytes) -> set[int]:
     """Every token whose bytes keep ``prefix`` completable, plus EOS iff it is a word."""
     rec = grammar.recognizer
-    state = rec.feed_bytes(rec.initial, prefix)
+    state, _ = rec.advance(rec.initial, prefix)
     allowed = set()
     for t in range(vocab.size):
         data = vocab.token_bytes(t)
         if data:
-            after = rec.feed_bytes(state, data)
-            if after is not None and rec.is_viable(after):
+            after, _ = rec.advance(state, data)
+            if after is not None and rec.is_viable(after)[0]:
                 allowed.add(t)
-    if rec.is_accepting(state):
+    if rec.is_accepting(state)[0]:
         allowed |= set(vocab.eos_token_ids)
     return allowed
 

@@ -64,23 +64,22 @@ def test_token_bytes_range_and_bytearray() -> None:
 def test_arrays() -> None:
     v = make(eos_token_id=1)
     assert v.lengths.dtype == np.int32 and v.lengths.tolist() == [1, 0, 0, 0, 3, 2]
-    m = v.byte_matrix
-    assert m.dtype == np.uint8 and m.shape == (6, 3)
-    assert m.tolist() == [[97, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], [255, 0, 100], [32, 120, 0]]
-    assert v.byte_matrix is m and v.lengths is v.lengths  # cached
-    for a in (m, v.lengths):
+    assert v.token_starts.tolist() == [0, 1, 1, 1, 1, 4, 6]
+    assert v.flat_bytes.tobytes() == b"a\xff\x00d x\0"
+    assert v.flat_bytes is v.flat_bytes and v.lengths is v.lengths  # cached
+    for a in (v.flat_bytes, v.token_starts, v.lengths):
         with pytest.raises(ValueError):
             a[0] = 1
-    assert make([None, b""]).byte_matrix.shape == (2, 1)
+    assert make([None, b""]).flat_bytes.tolist() == [0]
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.binary(max_size=8)), min_size=1, max_size=30))
-def test_byte_matrix_rows_are_tokens(tokens: list[bytes | None]) -> None:
+def test_flat_bytes_hold_the_tokens(tokens: list[bytes | None]) -> None:
     v = Vocabulary(tokens)
     for i, tok in enumerate(tokens):
-        assert v.byte_matrix[i, : v.lengths[i]].tobytes() == (tok or b"")
-        assert not v.byte_matrix[i, v.lengths[i]:].any()
+        assert v.flat_bytes[v.token_starts[i]:v.token_starts[i + 1]].tobytes() == (tok or b"")
+        assert v.lengths[i] == len(tok or b"")
 
 
 def test_fingerprint() -> None:
@@ -101,13 +100,13 @@ def test_fingerprint() -> None:
 
 def test_pickle() -> None:
     v = make(eos_token_id=[4, 0], special_token_ids=[1])
-    _ = v.byte_matrix  # computed, but left out of the pickle
+    _ = v.flat_bytes  # computed, but left out of the pickle
     data = pickle.dumps(v)
-    assert b"byte_matrix" not in data
+    assert b"flat_bytes" not in data
     w = pickle.loads(data)
     assert w == v and w.fingerprint == v.fingerprint and w.eos_token_ids == (4, 0)
     assert w.special_token_ids == v.special_token_ids and w.tokens == v.tokens
-    assert np.array_equal(w.byte_matrix, v.byte_matrix) and not w.byte_matrix.flags.writeable
+    assert np.array_equal(w.flat_bytes, v.flat_bytes) and not w.flat_bytes.flags.writeable
 
 
 # -- Hugging Face tokenizers ----------------------------------------------------------------
