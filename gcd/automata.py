@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -62,19 +62,21 @@ class Outcome:
 
 
 class TokenGroups:
-    """Token groups: token ids with the offsets where their rests start, numbered by content.
-    Group 0 is every token with bytes, whole; ``first_byte_groups`` splits it by first byte.
-    These first groups depend on the vocabulary alone (``vocabulary_groups``); the others
-    are the grammar's."""
+    """Token groups: sets of token ids, each with the offset where its rest starts, numbered by
+    content. Group 0 is every token with bytes, whole; ``first_byte_groups`` splits it by first
+    byte. These first groups depend on the vocabulary alone (``vocabulary_groups``); the others
+    are the grammar's. A group whose tokens all rest at one offset and that is large is kept
+    as a bitset (its ids are derived when asked for)."""
 
     def __init__(self, vocab: Vocabulary, shared: dict[str, np.ndarray] | None = None) -> None:
         self.words = (vocab.size + 31) // 32
         self.offset_dtype = np.uint16 if int(vocab.lengths.max(initial=0)) < 1 << 16 else np.int32
-        self._ids: list[np.ndarray] = []
-        self._offsets: list[np.ndarray] = []
+        self._ids: list[np.ndarray | None] = []       # sorted token ids (None: derive from _bits)
+        self._offsets: list[np.ndarray | int] = []    # per token, or one offset for all
+        self._bits: list[np.ndarray | None] = []
         self._digests: list[bytes] = []
         self._index: dict[bytes, int] = {}
-        self._bits: dict[int, np.ndarray] = {}
+        self._derived = LRU(1 << 10, max_bytes=64 << 20)   # group -> ids derived from its bitset
         self._lock = threading.Lock()
         shared = vocabulary_groups(vocab) if shared is None else shared
         self._append_packed(shared)
@@ -85,17 +87,27 @@ class TokenGroups:
         return len(self._ids)
 
     def ids(self, group: int) -> np.ndarray:
-        return self._ids[group]
+        ids = self._ids[group]
+        if ids is None:
+            ids = self._derived.get(group)
+            if ids is None:
+                ids = _readonly(_bits_to_ids(self._bits[group]))
+                self._derived.put(group, ids, ids.nbytes)
+        return ids
 
     def offsets(self, group: int) -> np.ndarray:
-        return self._offsets[group]
+        offsets = self._offsets[group]
+        if isinstance(offsets, int):
+            return np.full(len(self.ids(group)), offsets, self.offset_dtype)
+        return offsets
 
     def is_whole(self, group: int) -> bool:
-        return not self._offsets[group].any()
+        offsets = self._offsets[group]
+        return offsets == 0 if isinstance(offsets, int) else not offsets.any()
 
     def bits(self, group: int) -> np.ndarray:
         """The group's tokens as a packed bitset (uint32 [words], read-only)."""
-        b = self._bits.get(group)
+        b = self._bits[group]
         if b is None:
             b = self._bits[group] = _readonly(_ids_to_bits(self._ids[group], self.words))
         return b
@@ -103,7 +115,8 @@ class TokenGroups:
     def add(self, ids: np.ndarray, offsets: np.ndarray) -> int:
         """The id of the group (token ids, offsets of their rests), by content."""
         ids = np.asarray(ids, np.int32)
-        offsets = np.asarray(offsets, self.offset_dtype)
+        order = np.argsort(ids, kind="stable")
+        ids, offsets = ids[order], np.asarray(offsets, self.offset_dtype)[order]
         key = _digest(ids, offsets)
         gid = self._index.get(key)
         if gid is None:
@@ -111,8 +124,15 @@ class TokenGroups:
                 gid = self._index.get(key)
                 if gid is None:
                     gid = len(self._ids)
-                    self._ids.append(_readonly(ids))
-                    self._offsets.append(_readonly(offsets))
+                    uniform = len(ids) and (offsets == offsets[0]).all() and len(ids) >= self.words
+                    if uniform:   # a bitset is smaller than the ids
+                        self._ids.append(None)
+                        self._offsets.append(int(offsets[0]))
+                        self._bits.append(_readonly(_ids_to_bits(ids, self.words)))
+                    else:
+                        self._ids.append(_readonly(ids))
+                        self._offsets.append(_readonly(offsets))
+                        self._bits.append(None)
                     self._digests.append(key)
                     self._index[key] = gid
         return gid
@@ -120,8 +140,8 @@ class TokenGroups:
     def export(self) -> dict[str, np.ndarray]:
         """The grammar's groups (those after the shared ones) as flat arrays."""
         with self._lock:
-            return _pack_groups(self._ids[self.n_shared:], self._offsets[self.n_shared:], self._digests[self.n_shared:],
-                                self.offset_dtype)
+            return _pack_groups(self._ids[self.n_shared:], self._offsets[self.n_shared:], self._bits[self.n_shared:],
+                                self._digests[self.n_shared:], self.offset_dtype, self.words)
 
     def restore(self, packed: dict[str, np.ndarray]) -> None:
         """Append the groups of an ``export`` (of groups over the same vocabulary)."""
@@ -130,11 +150,18 @@ class TokenGroups:
 
     def _append_packed(self, packed: dict[str, np.ndarray]) -> None:
         starts, ids, offsets, digests = packed["starts"], packed["ids"], packed["offsets"], packed["digests"]
+        bitsets, rows, uniform = packed["bitsets"], packed["rows"].tolist(), packed["uniform"].tolist()
         for g in range(len(starts) - 1):
             key = digests[g].tobytes()
             self._index[key] = len(self._ids)
-            self._ids.append(ids[starts[g]:starts[g + 1]])
-            self._offsets.append(offsets[starts[g]:starts[g + 1]])
+            if rows[g] >= 0:   # kept as a bitset, all its tokens at one offset
+                self._ids.append(None)
+                self._offsets.append(uniform[g])
+                self._bits.append(bitsets[rows[g]])
+            else:
+                self._ids.append(ids[starts[g]:starts[g + 1]])
+                self._offsets.append(offsets[starts[g]:starts[g + 1]])
+                self._bits.append(None)
             self._digests.append(key)
 
 
@@ -149,23 +176,84 @@ def vocabulary_groups(vocab: Vocabulary) -> dict[str, np.ndarray]:
         first_bytes.append(b)
         ids.append(members)
         offsets.append(np.ones(len(members), offset_dtype))
-    packed = _pack_groups(ids, offsets, [_digest(i, o) for i, o in zip(ids, offsets)], offset_dtype)
+    packed = _pack_groups(ids, offsets, [None] * len(ids), [_digest(i, o) for i, o in zip(ids, offsets)],
+                          offset_dtype, (vocab.size + 31) // 32)
     packed["first_bytes"] = np.array(first_bytes, np.uint8)
     return packed
 
 
-def _pack_groups(ids: list, offsets: list, digests: list, offset_dtype) -> dict[str, np.ndarray]:
-    starts = np.zeros(len(ids) + 1, np.int64)
-    starts[1:] = np.cumsum([len(x) for x in ids])
-    return {"starts": starts,
-            "ids": np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32),
-            "offsets": np.concatenate(offsets).astype(offset_dtype) if offsets else np.zeros(0, offset_dtype),
+def _pack_groups(ids: list, offsets: list, bits: list, digests: list, offset_dtype, words: int) -> dict:
+    """Groups as flat arrays: explicit ones as slices ``starts[g]:starts[g + 1]`` of
+    ``ids``/``offsets``; those kept as a bitset as row ``rows[g]`` of ``bitsets``, all their
+    tokens at offset ``uniform[g]`` (``rows[g]`` is -1 for explicit groups)."""
+    starts, flat_ids, flat_offsets, bitsets, rows, uniform = [0], [], [], [], [], []
+    for g_ids, g_offsets, g_bits in zip(ids, offsets, bits):
+        if g_ids is None:
+            rows.append(len(bitsets))
+            bitsets.append(g_bits)
+            uniform.append(int(g_offsets))
+        else:
+            rows.append(-1)
+            uniform.append(-1)
+            flat_ids.append(g_ids)
+            flat_offsets.append(g_offsets)
+        starts.append(starts[-1] + (0 if g_ids is None else len(g_ids)))
+    return {"starts": np.array(starts, np.int64),
+            "ids": np.concatenate(flat_ids).astype(np.int32) if flat_ids else np.zeros(0, np.int32),
+            "offsets": np.concatenate(flat_offsets).astype(offset_dtype) if flat_offsets else np.zeros(0, offset_dtype),
+            "bitsets": np.stack(bitsets) if bitsets else np.zeros((0, words), np.uint32),
+            "rows": np.array(rows, np.int32), "uniform": np.array(uniform, np.int32),
             "digests": np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 16)}
 
 
 def _digest(ids: np.ndarray, offsets: np.ndarray) -> bytes:
     return hashlib.blake2b(np.asarray(ids, np.int32).tobytes() + b"|" + np.asarray(offsets, np.int32).tobytes(),
                            digest_size=16).digest()
+
+
+class _RowPool:
+    """Bitset rows for a cache file, each stored once: as token ids when that is smaller."""
+
+    def __init__(self, words: int) -> None:
+        self.words = words
+        self._index: dict[bytes, int] = {}
+        self._rows: list[np.ndarray] = []
+
+    def add(self, row: np.ndarray) -> int:
+        key = row.tobytes()
+        i = self._index.get(key)
+        if i is None:
+            i = self._index[key] = len(self._rows)
+            self._rows.append(row)
+        return i
+
+    def export(self) -> dict[str, np.ndarray]:
+        dense, ids, starts, where = [], [], [0], []
+        for row in self._rows:
+            members = _bits_to_ids(row)
+            if len(members) < self.words:
+                where.append(-len(starts))       # -(k + 1): the k-th sparse row
+                ids.append(members)
+                starts.append(starts[-1] + len(members))
+            else:
+                where.append(len(dense))
+                dense.append(row)
+        return {"dense": np.stack(dense) if dense else np.zeros((0, self.words), np.uint32),
+                "ids": np.concatenate(ids) if ids else np.zeros(0, np.int32),
+                "starts": np.array(starts, np.int64), "where": np.array(where, np.int64)}
+
+    @staticmethod
+    def restore(arrays: dict[str, np.ndarray], words: int) -> list[np.ndarray]:
+        """The rows, in the order they were added (dense ones as read-only views of the file)."""
+        dense, ids, starts = arrays["dense"], arrays["ids"], arrays["starts"]
+        out = []
+        for w in arrays["where"].tolist():
+            if w >= 0:
+                out.append(dense[w])
+            else:
+                k = -w - 1
+                out.append(_readonly(_ids_to_bits(ids[starts[k]:starts[k + 1]], words)))
+        return out
 
 
 class TokenAutomata:
@@ -191,6 +279,7 @@ class TokenAutomata:
         eos = np.zeros(self.words * 32, dtype=bool)
         eos[list(vocab.eos_token_ids)] = True
         self.eos_bits = _readonly(_pack(eos))
+        self._nothing = _readonly(np.zeros(self.words, dtype=np.uint32))   # shared by every empty mask
 
     # -- decoding -----------------------------------------------------------------------
     def mask(self, state: State) -> np.ndarray:
@@ -259,7 +348,7 @@ class TokenAutomata:
             hit = self._trie_get(lex, group, top)
         if hit is None:
             bits, floor = self._compute_mask(config, lex, group)
-            bits = _readonly(bits)
+            bits = _readonly(bits) if bits.any() else self._nothing
             depth = max(0, top.height - floor)
             if chain:
                 self._trie_put(lex, group, top, depth, bits)
@@ -394,7 +483,7 @@ class TokenAutomata:
             ids = np.concatenate([groups.ids(g) for g in subs])
             offsets = np.concatenate([groups.offsets(g) for g in subs]) - 1   # whole tokens again
             emits.append(Emit(terminal, replay, groups.add(ids, offsets)))
-        return _concat(parts, self.words, tuple(emits))
+        return self._merge_emits(_concat(parts, self.words, tuple(emits)))
 
     def _merge_ignored(self, lex: RawLex, out: Outcome) -> Outcome:
         """At a lexeme start, tokens whose first lexeme is an ignored terminal leave the parser
@@ -405,7 +494,25 @@ class TokenAutomata:
             return out
         rest = tuple(e for e in out.emits if not (ignored >> e.terminal & 1 and not e.replay))
         kept = Outcome(out.dense_ends, out.dense_bits, out.sparse_ends, out.sparse_ids, out.sparse_starts, rest)
-        return _concat([kept] + [self.outcome(lex, e.group) for e in again], self.words, ())
+        return self._merge_emits(_concat([kept] + [self.outcome(lex, e.group) for e in again], self.words, ()))
+
+    def _merge_emits(self, out: Outcome) -> Outcome:
+        """One emit per terminal and replay (whole tokens apart from rests): the parser takes
+        the terminal once, and one outcome covers all their rests."""
+        by_key: dict[tuple, list[Emit]] = {}
+        for e in out.emits:
+            by_key.setdefault((e.terminal, e.replay, self.groups.is_whole(e.group)), []).append(e)
+        if len(by_key) == len(out.emits):
+            return out
+        groups, emits = self.groups, []
+        for (terminal, replay, _), same in by_key.items():
+            if len(same) == 1:
+                emits.append(same[0])
+                continue
+            ids = np.concatenate([groups.ids(e.group) for e in same])
+            offsets = np.concatenate([groups.offsets(e.group) for e in same])
+            emits.append(Emit(terminal, replay, groups.add(ids, offsets)))
+        return replace(out, emits=tuple(emits))
 
     def _lex_group(self, lex: RawLex, group: int) -> Outcome:
         s0, last0 = lex
@@ -498,45 +605,43 @@ class TokenAutomata:
     def export(self) -> tuple[dict, dict[str, np.ndarray]]:
         """What was computed so far that does not depend on parser objects: the grammar's
         token groups, the outcomes and the stack-top trie of masks (JSON-able structure, arrays)."""
-        outcomes, dense, sparse_ids, sparse_starts = [], [], [], []
+        rows = _RowPool(self.words)
+        outcomes, sparse_ids, sparse_starts = [], [], []
         for (lex, group), out in self._outcomes.items():
             outcomes.append([_lex_json(lex), group, [_lex_json(e) for e in out.dense_ends],
-                             [_lex_json(e) for e in out.sparse_ends],
+                             [rows.add(r) for r in out.dense_bits], [_lex_json(e) for e in out.sparse_ends],
                              [[e.terminal, e.replay.hex(), e.group] for e in out.emits]])
-            dense.append(out.dense_bits)
             sparse_ids.append(out.sparse_ids)
             sparse_starts.append(out.sparse_starts)
-        trie, trie_bits = [], []
+        trie = []
         for (lex, group, states), entry in self._trie.items():
             if entry is _DEEPER:
                 trie.append([_lex_json(lex), group, list(states), -1, 0])
             else:
-                trie.append([_lex_json(lex), group, list(states), len(trie_bits), entry[1]])
-                trie_bits.append(entry[0])
+                trie.append([_lex_json(lex), group, list(states), rows.add(entry[0]), entry[1]])
         arrays = {f"groups.{k}": v for k, v in self.groups.export().items()}
-        arrays["outcomes.dense"] = np.concatenate(dense) if dense else np.zeros((0, self.words), np.uint32)
+        arrays.update({f"rows.{k}": v for k, v in rows.export().items()})
         arrays["outcomes.sparse_ids"] = np.concatenate(sparse_ids) if sparse_ids else np.zeros(0, np.int32)
         arrays["outcomes.sparse_starts"] = np.concatenate(sparse_starts) if sparse_starts else np.zeros(0, np.int64)
-        arrays["trie.bits"] = np.stack(trie_bits) if trie_bits else np.zeros((0, self.words), np.uint32)
         return {"outcomes": outcomes, "trie": trie}, arrays
 
     def restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         """Take what an ``export`` of automata for the same grammar, lexer and vocabulary holds."""
         self.groups.restore({k[len("groups."):]: v for k, v in arrays.items() if k.startswith("groups.")})
-        dense, sparse_ids, sparse_starts = (arrays["outcomes.dense"], arrays["outcomes.sparse_ids"],
-                                            arrays["outcomes.sparse_starts"])
-        d = i = j = 0
-        for lex, group, dense_ends, sparse_ends, emits in meta["outcomes"]:
+        rows = _RowPool.restore({k[len("rows."):]: v for k, v in arrays.items() if k.startswith("rows.")}, self.words)
+        sparse_ids, sparse_starts = arrays["outcomes.sparse_ids"], arrays["outcomes.sparse_starts"]
+        i = j = 0
+        for lex, group, dense_ends, dense_rows, sparse_ends, emits in meta["outcomes"]:
             starts = sparse_starts[j:j + len(sparse_ends) + 1]
-            out = Outcome(tuple(map(_lex_tuple, dense_ends)), dense[d:d + len(dense_ends)],
+            dense = np.stack([rows[r] for r in dense_rows]) if dense_rows else np.zeros((0, self.words), np.uint32)
+            out = Outcome(tuple(map(_lex_tuple, dense_ends)), _readonly(dense),
                           tuple(map(_lex_tuple, sparse_ends)), sparse_ids[i:i + int(starts[-1])], starts,
                           tuple(Emit(t, bytes.fromhex(r), g) for t, r, g in emits))
-            d, i, j = d + len(dense_ends), i + int(starts[-1]), j + len(sparse_ends) + 1
+            i, j = i + int(starts[-1]), j + len(sparse_ends) + 1
             self._outcomes.put((_lex_tuple(lex), group), out, out.nbytes())
-        bits = arrays["trie.bits"]
         for lex, group, states, row, depth in meta["trie"]:
-            entry = _DEEPER if row < 0 else (bits[row], depth)
-            self._trie.put((_lex_tuple(lex), group, tuple(states)), entry, 64 if row < 0 else bits[row].nbytes + 64)
+            entry = _DEEPER if row < 0 else (rows[row], depth)
+            self._trie.put((_lex_tuple(lex), group, tuple(states)), entry, 64 if row < 0 else rows[row].nbytes + 64)
 
     def stats(self) -> dict:
         return {"token_outcomes": len(self._outcomes), "token_groups": len(self.groups),
@@ -647,6 +752,10 @@ def _ids_to_bits(ids: np.ndarray, words: int) -> np.ndarray:
     flags = np.zeros(words * 32, dtype=bool)
     flags[ids] = True
     return _pack(flags)
+
+
+def _bits_to_ids(bits: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.unpackbits(bits.view(np.uint8), bitorder="little")).astype(np.int32)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

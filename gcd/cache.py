@@ -8,10 +8,13 @@ from typing import Any, Hashable
 
 class LRU:
     """A mapping that keeps at most ``max_items`` entries and ``max_bytes`` bytes (as told by
-    ``put``), dropping the least recently used ones first, never all at once.
+    ``put``), dropping the least recently used ones first, a few at a time, never all at once.
 
-    Safe to use from several threads: every operation holds a lock; values are expected to be
-    results of pure computations, so two threads putting the same key store equal values.
+    Safe to use from several threads: ``get`` is a lookup and a move to the back (each one
+    atomic: an entry evicted in between is simply not moved); ``put`` holds a lock. Values
+    are expected to be results of pure computations, so two threads putting the same key
+    store equal values. Entries are tuples, which the garbage collector stops tracking when
+    they hold no containers, so big caches of masks add little to its work.
     """
 
     def __init__(self, max_items: int, max_bytes: int | None = None) -> None:
@@ -30,12 +33,14 @@ class LRU:
         return self._bytes
 
     def get(self, key: Hashable, default: Any = None) -> Any:
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is None:
-                return default
+        entry = self._data.get(key)
+        if entry is None:
+            return default
+        try:
             self._data.move_to_end(key)
-            return entry[0]
+        except KeyError:   # evicted by another thread meanwhile
+            pass
+        return entry[0]
 
     def put(self, key: Hashable, value: Any, nbytes: int = 0) -> None:
         with self._lock:
@@ -52,7 +57,8 @@ class LRU:
     def items(self) -> list[tuple[Hashable, Any]]:
         """A snapshot of the entries, least recently used first."""
         with self._lock:
-            return [(k, v) for k, (v, _) in self._data.items()]
+            entries = list(self._data.items())   # one C-level copy: gets cannot interleave
+        return [(k, v) for k, (v, _) in entries]
 
     def clear(self) -> None:
         with self._lock:

@@ -8,7 +8,9 @@ decides the language and the lexing, the vocabulary, and gcd's own source.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import hashlib
 import os
 import threading
@@ -109,15 +111,34 @@ def _restore(grammar: Grammar, vocab: Vocabulary, meta: dict, arrays: dict, grou
     try:
         if meta.get("format") != CACHE_FORMAT or meta.get("vocab") != vocab.fingerprint:
             raise store.StoreError("written by another gcd or for another vocabulary")
-        lexer_arrays = {k[len("lexer."):]: v for k, v in arrays.items() if k.startswith("lexer.")}
-        rec = Recognizer(grammar, table=ParseTable.from_json(meta["recognizer"]["table"]),
-                         lexer=(meta["recognizer"]["lexer"], lexer_arrays))
-        automata = TokenAutomata(rec, vocab, cache_bytes, shared_groups=groups)
-        automata.restore(meta["automata"], arrays)
+        with _gc_paused():
+            return _restore_objects(grammar, vocab, meta, arrays, groups, cache_bytes)
     except store.StoreError:
         raise
     except (KeyError, ValueError, IndexError, TypeError) as e:
         raise store.StoreError(f"inconsistent contents: {type(e).__name__}: {e}") from None
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Bulk loading allocates many small objects, each batch of which would start a collection
+    of the whole heap (slow with torch loaded); none of them is garbage."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _restore_objects(grammar: Grammar, vocab: Vocabulary, meta: dict, arrays: dict, groups: dict,
+                     cache_bytes: int) -> CompiledGrammar:
+    lexer_arrays = {k[len("lexer."):]: v for k, v in arrays.items() if k.startswith("lexer.")}
+    rec = Recognizer(grammar, table=ParseTable.from_json(meta["recognizer"]["table"]),
+                     lexer=(meta["recognizer"]["lexer"], lexer_arrays))
+    automata = TokenAutomata(rec, vocab, cache_bytes, shared_groups=groups)
+    automata.restore(meta["automata"], arrays)
     return CompiledGrammar(grammar, vocab, automata, float(meta["compile_seconds"]), meta["key"])
 
 
@@ -162,8 +183,8 @@ class GrammarCompiler:
     ``progress``: show a progress bar on compiles that take more than a second.
     ``precompute_seconds``: how long compiling may spend lexing the vocabulary from the
     lexer states decoding will meet and warming the masks of the first parser
-    configurations, so that first visits do not stall (default: 1 s per 50k tokens, at
-    most 8 s). ``cache_bytes``: the budget of each compiled grammar's in-memory caches
+    configurations, so that first visits do not stall (default: 0.5 s plus 2 s per 50k
+    tokens, at most 12 s; it stops earlier when there is nothing left to do). ``cache_bytes``: the budget of each compiled grammar's in-memory caches
     (default 512 MiB); they evict the least recently used entries beyond it.
     """
 
@@ -176,11 +197,11 @@ class GrammarCompiler:
         self.cache = os.environ.get("GCD_CACHE", "1") != "0" if cache is None else cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.progress = progress
-        self.precompute_seconds = (min(8.0, vocab.size / 50_000) if precompute_seconds is None
+        self.precompute_seconds = (min(12.0, 0.5 + 2 * vocab.size / 50_000) if precompute_seconds is None
                                    else precompute_seconds)
         self.cache_bytes = cache_bytes
         self.explore_configs = 1000    # parser configurations explored from the start
-        self.warm_masks = 300          # of them, those whose masks compiling computes
+        self.warm_masks = 1000         # of them, those whose masks compiling computes
 
     def compile(self, grammar: Grammar | str) -> CompiledGrammar:
         if isinstance(grammar, str):
