@@ -154,25 +154,35 @@ def shared_groups(vocab: Vocabulary, cache_dir: Path | None = None) -> dict:
         groups = _shared.get(vocab.fingerprint)
         if groups is not None:
             return groups
-        path = cache_dir / "vocab" / f"{vocab.fingerprint[:32]}.gcd" if cache_dir is not None else None
+        path = cache_dir / "vocab" / f"{vocab_key(vocab)}.gcd" if cache_dir is not None else None
         if path is not None and path.exists():
             try:
                 meta, arrays = store.read(path)
-                if meta.get("format") != CACHE_FORMAT or meta.get("vocab") != vocab.fingerprint:
-                    raise store.StoreError("written by another gcd or for another vocabulary")
+                if meta.get("key") != vocab_key(vocab) or meta.get("vocab") != vocab.fingerprint:
+                    raise store.StoreError("the file's key is not its name")
+                groups = {k[len("groups."):]: v for k, v in arrays.items() if k.startswith("groups.")}
+                missing = {"starts", "ids", "offsets", "bitsets", "rows", "uniform", "digests", "first_bytes"} - set(groups)
+                if missing or not set(_VOCAB_ARRAYS) <= set(arrays):
+                    raise store.StoreError(f"arrays missing: {sorted(missing)}")
                 for name in _VOCAB_ARRAYS:
                     vocab.__dict__.setdefault(name, arrays[name])
-                groups = {k[len("groups."):]: v for k, v in arrays.items() if k.startswith("groups.")}
-            except (store.StoreError, KeyError) as e:
-                warnings.warn(f"gcd: rebuilding the damaged cache file {path}: {e}", stacklevel=3)
+            except store.StoreError as e:
+                groups = None
+                warnings.warn(f"gcd: rebuilding the unusable cache file {path}: {e}", stacklevel=3)
         if groups is None:
             groups = vocabulary_groups(vocab)
             if path is not None:
                 arrays = {name: getattr(vocab, name) for name in _VOCAB_ARRAYS}
                 arrays.update({f"groups.{k}": v for k, v in groups.items()})
-                store.write(path, {"format": CACHE_FORMAT, "vocab": vocab.fingerprint, "size": vocab.size}, arrays)
+                store.write(path, {"key": vocab_key(vocab), "vocab": vocab.fingerprint, "size": vocab.size,
+                                   "created": time.time()}, arrays)
         _shared[vocab.fingerprint] = groups
         return groups
+
+
+def vocab_key(vocab: Vocabulary) -> str:
+    """The name of a vocabulary's cache file: its fingerprint, and gcd's format and source."""
+    return hashlib.sha256(f"{CACHE_FORMAT}|{source_digest()}|{vocab.fingerprint}".encode()).hexdigest()[:32]
 
 
 class GrammarCompiler:
