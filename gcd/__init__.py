@@ -6,7 +6,7 @@
     m.fill_bitmask(bitmask, row=0); m.consume_token(token_id); m.is_accepting()
 """
 from gcd.compiler import CompiledGrammar, GrammarCompiler
-from gcd.errors import GCDError, GrammarError, ParserLimitError, VocabularyError
+from gcd.errors import GCDError, GrammarError, VocabularyError
 from gcd.grammar import Grammar
 from gcd.masks import allocate_token_bitmask, apply_token_bitmask_, bitmask_to_bool
 from gcd.matcher import Matcher
@@ -32,7 +32,6 @@ __all__ = [
     "GrammarError",
     "GrammarLogitsProcessor",
     "Matcher",
-    "ParserLimitError",
     "Vocabulary",
     "VocabularyError",
     "allocate_token_bitmask",

@@ -68,7 +68,8 @@ class TokenGroups:
     are the grammar's. A group whose tokens all rest at one offset and that is large is kept
     as a bitset (its ids are derived when asked for)."""
 
-    def __init__(self, vocab: Vocabulary, shared: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(self, vocab: Vocabulary, shared: dict[str, np.ndarray] | None = None,
+                 derived_bytes: int = 64 << 20) -> None:
         self.words = (vocab.size + 31) // 32
         self.offset_dtype = np.uint16 if int(vocab.lengths.max(initial=0)) < 1 << 16 else np.int32
         self._ids: list[np.ndarray | None] = []       # sorted token ids (None: derive from _bits)
@@ -76,7 +77,7 @@ class TokenGroups:
         self._bits: list[np.ndarray | None] = []
         self._digests: list[bytes] = []
         self._index: dict[bytes, int] = {}
-        self._derived = LRU(1 << 10, max_bytes=64 << 20)   # group -> ids derived from its bitset
+        self._derived = LRU(1 << 10, max_bytes=derived_bytes)   # group -> ids derived from its bitset
         self._lock = threading.Lock()
         shared = vocabulary_groups(vocab) if shared is None else shared
         self._append_packed(shared)
@@ -258,24 +259,27 @@ class _RowPool:
 
 class TokenAutomata:
     """Lazily built token-level automata of one grammar over one vocabulary. Safe to use from
-    several threads; every cache has a budget (``cache_bytes`` for masks and outcomes)."""
+    several threads. Its caches share ``cache_bytes``: outcomes 3/8, masks by configuration
+    1/4, the stack-top trie 1/4, decoding masks 1/8; decoding steps keep one entry per 4 KiB
+    of it (see ``GrammarCompiler``)."""
 
     def __init__(self, recognizer: Recognizer, vocab: Vocabulary, cache_bytes: int = 512 << 20,
                  shared_groups: dict[str, np.ndarray] | None = None) -> None:
         self.recognizer = recognizer
         self.vocab = vocab
         self.cache_bytes = cache_bytes
-        self.groups = TokenGroups(vocab, shared_groups)
+        self.groups = TokenGroups(vocab, shared_groups, derived_bytes=cache_bytes // 8)
         self.words = self.groups.words
         self._flat = vocab.flat_bytes
         self._starts = vocab.token_starts
         self._lengths = vocab.lengths.astype(np.int32)
         self._token_bytes = vocab.tokens
-        self._outcomes = LRU(1 << 20, max_bytes=cache_bytes // 2)   # (raw lex, group) -> Outcome
-        self._masks = LRU(1 << 20, max_bytes=cache_bytes // 4)      # (config, raw lex, group) -> (bits, floor)
-        self._trie = LRU(1 << 20, max_bytes=cache_bytes // 4)       # (raw lex, group, top states) -> entry
-        self._top = LRU(200_000)                                    # decoding state -> mask with EOS
-        self._steps = LRU(200_000)                                  # (state, token) -> state | None
+        items = max(64, cache_bytes // 4096)
+        self._outcomes = LRU(items, max_bytes=cache_bytes * 3 // 8)   # (raw lex, group) -> Outcome
+        self._masks = LRU(items, max_bytes=cache_bytes // 4)          # (config, raw lex, group) -> (bits, floor)
+        self._trie = LRU(items, max_bytes=cache_bytes // 4)           # (raw lex, group, top states) -> entry
+        self._top = LRU(items, max_bytes=cache_bytes // 8)            # decoding state -> mask with EOS
+        self._steps = LRU(items)                                      # (state, token) -> state | None
         eos = np.zeros(self.words * 32, dtype=bool)
         eos[list(vocab.eos_token_ids)] = True
         self.eos_bits = _readonly(_pack(eos))
@@ -296,7 +300,7 @@ class TokenAutomata:
             if rec.is_accepting(state)[0]:
                 bits = bits | self.eos_bits
             bits = _readonly(bits)
-            self._top.put(state, bits)
+            self._top.put(state, bits, bits.nbytes)
         return bits
 
     def advance(self, state: State, token: int) -> State | None:
@@ -353,7 +357,7 @@ class TokenAutomata:
             if chain:
                 self._trie_put(lex, group, top, depth, bits)
             hit = (bits, floor)
-        self._masks.put(exact, hit, hit[0].nbytes + 64)
+        self._masks.put(exact, hit, self._size(hit[0]))
         return hit
 
     def _trie_get(self, lex: RawLex, group: int, top) -> tuple[np.ndarray, int] | None:
@@ -379,7 +383,11 @@ class TokenAutomata:
             states.append(node.state)
         for d in range(depth):
             self._trie.put((lex, group, tuple(states[:d + 1])), _DEEPER, 64)
-        self._trie.put((lex, group, tuple(states)), (bits, depth), bits.nbytes + 64)
+        self._trie.put((lex, group, tuple(states)), (bits, depth), self._size(bits))
+
+    def _size(self, bits: np.ndarray) -> int:
+        """What a cache entry holding ``bits`` costs: the shared empty mask costs nothing extra."""
+        return 64 if bits is self._nothing else bits.nbytes + 64
 
     def _compute_mask(self, config: Config, lex: RawLex, group: int) -> tuple[np.ndarray, int]:
         rec = self.recognizer

@@ -1,4 +1,4 @@
-"""The ``gcd`` command: ``gcd sample | check | bench``.
+"""The ``gcd`` command: ``gcd sample | check | bench | cache``.
 
 Every user error (missing file, grammar error, unknown model, bad argument) is one line on
 stderr and a non-zero exit code: 1 for errors and incomplete outputs, 2 for bad arguments.
@@ -6,8 +6,11 @@ stderr and a non-zero exit code: 1 for errors and incomplete outputs, 2 for bad 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -25,30 +28,29 @@ DEFAULT_PROMPTS = {
     "sql": "Write an SQL query that lists the names of the customers who live in Paris.",
 }
 GENERIC_PROMPT = "Write an example of text in the requested format."
+MAX_TEMPERATURE = 1e4   # beyond it the distribution is uniform to float32 precision
 
 
 class _UsageError(Exception):
-    pass
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse would print the usage and exit
-        raise _UsageError(f"{self.prog}: {message}")
+        raise _UsageError(self.prog, message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``gcd`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     try:
         args = _parser().parse_args(argv)
+        return args.run(args)
     except SystemExit as e:  # --help
         return int(e.code or 0)
     except _UsageError as e:
-        _fail(f"{e} (see gcd --help)")
-        return 2
-    try:
-        return args.run(args)
-    except _UsageError as e:
-        _fail(f"{e} (see gcd --help)")
+        print(f"{e.prog}: error: {e} (see {e.prog} --help)", file=sys.stderr)
         return 2
     except GCDError as e:
         _fail(str(e))
@@ -81,44 +83,65 @@ def _temperature(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if not (math.isfinite(value) and 0 <= value <= MAX_TEMPERATURE):
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to {MAX_TEMPERATURE:g}, got {text}")
     return value
+
+
+def default_threads() -> int:
+    """Torch threads for the CLI: half the cores, at most 4. Torch's own default (every core)
+    makes a small model ~20x slower when other work shares the machine."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gcd", description="Grammar-constrained decoding with exact token masks.")
     sub = parser.add_subparsers(title="commands", required=True, metavar="COMMAND", parser_class=_Parser)
+    defaults = argparse.ArgumentDefaultsHelpFormatter
 
-    sample = sub.add_parser("sample", help="generate text that is a word of a grammar",
-                            description="Generate with a language model, constrained to a grammar.")
+    sample = sub.add_parser("sample", help="generate text that is a word of a grammar", formatter_class=defaults,
+                            description="Generate with a language model, constrained to a grammar. A single "
+                                        "sample streams to the terminal as it is generated.")
     sample.add_argument("--grammar", required=True, help="a .lark grammar file")
     sample.add_argument("--prompt", help="the prompt (default: one suited to the grammar file's name)")
     sample.add_argument("--model", default="smollm2",
-                        help="smollm2 (default), gemma3, a .gguf file, a local model folder or a Hub id")
-    sample.add_argument("--max-new-tokens", type=_positive, default=256, metavar="N")
+                        help="smollm2, gemma3, a .gguf file, a local model folder or a Hub id")
+    sample.add_argument("--max-new-tokens", type=_positive, default=256, metavar="N",
+                        help="stop after N tokens (an output that is not a word by then is reported incomplete)")
     sample.add_argument("--temperature", type=_temperature, default=0.0, metavar="T",
-                        help="0 (default): greedy; > 0: sampling")
-    sample.add_argument("--num-samples", type=_positive, default=1, metavar="K")
-    sample.add_argument("--seed", type=_seed, default=0, metavar="S")
+                        help="0: greedy; > 0: sampling at temperature T")
+    sample.add_argument("--num-samples", type=_positive, default=1, metavar="K",
+                        help="samples to draw (needs --temperature > 0)")
+    sample.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (sampling)")
+    sample.add_argument("--threads", type=_positive, default=default_threads(), metavar="N",
+                        help="torch CPU threads")
     sample.add_argument("--method", choices=["mask"], default="mask",
                         help="mask: the model's distribution restricted to allowed tokens, step by step")
     sample.add_argument("--json", action="store_true", help="print one JSON object with texts, token counts, timings")
     sample.set_defaults(run=_sample)
 
-    check = sub.add_parser("check", help="validate a grammar and print its statistics",
+    check = sub.add_parser("check", help="validate a grammar and print its statistics", formatter_class=defaults,
                            description="Validate a grammar, compile it and print its statistics.")
     check.add_argument("grammar", help="a .lark grammar file")
-    check.add_argument("--tokenizer", default="smollm2", help="smollm2 (default), gemma3, a .gguf file or a folder")
+    check.add_argument("--tokenizer", default="smollm2", help="smollm2, gemma3, a .gguf file or a folder")
     check.set_defaults(run=_check)
 
-    bench = sub.add_parser("bench", help="time compilation and per-token masks",
-                           description="Compile time and per-token mask time on words drawn from the grammar.")
+    bench = sub.add_parser("bench", help="time compilation and per-token masks", formatter_class=defaults,
+                           description="Compile time, per-token mask time (first and second pass) and memory, "
+                                       "on words drawn from the grammar.")
     bench.add_argument("--grammar", required=True, help="a .lark grammar file")
-    bench.add_argument("--tokenizer", default="smollm2", help="smollm2 (default), gemma3, a .gguf file or a folder")
-    bench.add_argument("--words", type=_positive, default=30, metavar="N", help="words to draw (default 30)")
-    bench.add_argument("--seed", type=_seed, default=0, metavar="S")
+    bench.add_argument("--tokenizer", default="smollm2", help="smollm2, gemma3, a .gguf file or a folder")
+    bench.add_argument("--words", type=_positive, default=30, metavar="N", help="distinct words to draw")
+    bench.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed of the drawing")
     bench.set_defaults(run=_bench)
+
+    cache = sub.add_parser("cache", help="show or remove what gcd keeps on disk", formatter_class=defaults,
+                           description="Show (info) or remove (clear) the compiled grammars and vocabulary "
+                                       "files in gcd's cache folder ($GCD_CACHE_DIR or ~/.cache/gcd).")
+    cache.add_argument("action", choices=["info", "clear"])
+    cache.add_argument("--all", action="store_true",
+                       help="clear: the converted models and tokenizers too (converting them again takes ~30 s)")
+    cache.set_defaults(run=_cache)
     return parser
 
 
@@ -140,19 +163,24 @@ def _sample(args: argparse.Namespace) -> int:
     from gcd.vocab import Vocabulary
 
     if args.num_samples > 1 and args.temperature == 0:
-        raise _UsageError("gcd sample: --num-samples > 1 needs --temperature > 0 (0 is greedy: one output)")
+        raise _UsageError("gcd sample", "--num-samples > 1 needs --temperature > 0 (0 is greedy: one output)")
+    torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     grammar = _grammar(args.grammar)
     prompt = args.prompt if args.prompt is not None else DEFAULT_PROMPTS.get(Path(args.grammar).stem, GENERIC_PROMPT)
     t0 = time.perf_counter()
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, progress=True)
     t1 = time.perf_counter()
-    compiled = GrammarCompiler(Vocabulary.from_hf(tokenizer)).compile(grammar)
+    compiled = GrammarCompiler(Vocabulary.from_hf(tokenizer), progress=sys.stderr.isatty()).compile(grammar)
     t2 = time.perf_counter()
     torch.manual_seed(args.seed)
+    # one sample to a terminal streams; a pipe gets only finished words, at the end
+    streaming = args.num_samples == 1 and not args.json and sys.stdout.isatty()
+    stream = (lambda text: print(text, end="", flush=True)) if streaming else None
     outputs = generate(model, tokenizer, compiled, [prompt], max_new_tokens=args.max_new_tokens,
-                       temperature=args.temperature, num_samples=args.num_samples, progress=sys.stderr.isatty())
+                       temperature=args.temperature, num_samples=args.num_samples,
+                       progress=sys.stderr.isatty(), stream=stream)
     seconds = time.perf_counter() - t2
     tokens = sum(len(o.token_ids) for o in outputs)
     incomplete = [i for i, o in enumerate(outputs) if not o.complete]
@@ -160,11 +188,14 @@ def _sample(args: argparse.Namespace) -> int:
         print(json.dumps({
             "model": args.model, "grammar": args.grammar, "prompt": prompt, "method": args.method,
             "temperature": args.temperature, "seed": args.seed, "max_new_tokens": args.max_new_tokens,
+            "threads": args.threads,
             "samples": [{"text": o.text, "complete": o.complete, "stopped": o.stopped, "tokens": len(o.token_ids)}
                         for o in outputs],
             "tokens": tokens, "load_seconds": round(t1 - t0, 3), "compile_seconds": round(t2 - t1, 3),
             "generate_seconds": round(seconds, 3), "tokens_per_second": round(tokens / seconds, 2),
         }, ensure_ascii=False, indent=2))
+    elif streaming:
+        print()
     else:
         for i, o in enumerate(outputs):
             if o.complete:
@@ -208,31 +239,47 @@ def _bench(args: argparse.Namespace) -> int:
     grammar = _grammar(args.grammar)
     tokenizer = load_tokenizer(args.tokenizer)
     vocab = Vocabulary.from_hf(tokenizer)
+    words, tries = _drawn_words(grammar, args.words, args.seed)
+    if not words:
+        raise GCDError(f"{args.grammar}: drew no word of the grammar in {tries} tries")
+    eos = vocab.eos_token_ids[0]
+    rss0 = _rss_mib()
     t0 = time.perf_counter()
     compiled = GrammarCompiler(vocab, cache=False, progress=False).compile(grammar)
     compile_seconds = time.perf_counter() - t0
-    words = _draw_words(grammar, args.words, args.seed)
-    if not words:
-        raise GCDError(f"{args.grammar}: drew no word of the grammar to benchmark on")
-    eos = vocab.eos_token_ids[0]
-    streams = [[*tokenizer.encode(w, add_special_tokens=False), eos] for w in words]
-    streams = [s for s in streams if _replays(compiled, s)]  # else the tokenizer normalised the text
-    if not streams:
+    rss1 = _rss_mib()
+    streams = [tokenizer.encode(w, add_special_tokens=False) for w in words]
+    # a tokenizer may normalise text: keep the words whose tokens still spell a word
+    kept = [[*s, eos] for s in streams if grammar.accepts(b"".join(vocab.token_bytes(t) for t in s))]
+    if not kept:
         raise GCDError(f"{args.grammar}: none of the {len(words)} drawn words survived tokenization")
     print(f"{args.grammar} with {args.tokenizer} ({vocab.size} tokens)")
-    print(f"  compile      {compile_seconds:.3f} s")
-    print(f"  words        {len(streams)} drawn from the grammar, {sum(map(len, streams))} tokens")
+    print(f"  compile      {compile_seconds:.3f} s (cold, no disk cache)")
+    drawn = f"{len(words)} distinct words" + (f" (of {args.words} asked: {tries} draws found no more)"
+                                              if len(words) < args.words else "")
+    lost = len(words) - len(kept)
+    print(f"  words        {drawn}{f', {lost} changed by tokenization and left out' if lost else ''}; "
+          f"{sum(map(len, kept))} tokens")
     print("  per token (fill_bitmask + consume_token), µs:")
+    gc.collect()   # start the timed passes without the garbage of the set-up
     for label in ("first pass", "second pass"):  # the first builds the masks compiling left to do
-        us = np.array(_time_steps(compiled, streams)) * 1e6
-        print(f"    {label:<12} p50 {np.percentile(us, 50):8.1f}   p99 {np.percentile(us, 99):10.1f}   "
+        us = np.array(_time_steps(compiled, kept)) * 1e6
+        print(f"    {label:<12} p50 {np.percentile(us, 50):8.1f}   p99 {np.percentile(us, 99):9.1f}   "
               f"mean {us.mean():8.1f}   max {us.max():10.1f}")
+    stats = compiled.automata.stats()
+    print(f"  memory       RSS {rss0:.0f} MiB before compiling, {rss1:.0f} after, {_rss_mib():.0f} after the "
+          f"passes; caches {stats['cache_bytes'] / 2**20:.1f} MiB ({stats['cached_masks']} masks, "
+          f"{stats['token_outcomes']} token outcomes)")
     return 0
 
 
-def _replays(compiled: CompiledGrammar, tokens: list[int]) -> bool:
-    matcher = compiled.matcher()
-    return all(matcher.consume_token(t) for t in tokens)
+def _rss_mib() -> float:
+    """Resident memory of this process now, in MiB (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _time_steps(compiled: CompiledGrammar, streams: list[list[int]]) -> list[float]:
@@ -251,8 +298,21 @@ def _time_steps(compiled: CompiledGrammar, streams: list[list[int]]) -> list[flo
     return times
 
 
-def _draw_words(grammar: Grammar, count: int, seed: int) -> list[str]:
-    """Up to ``count`` distinct words of the grammar drawn with ``gcd.testing.words``."""
+def _drawn_words(grammar: Grammar, count: int, seed: int) -> tuple[list[str], int]:
+    """Up to ``count`` distinct words of the grammar and the draws tried, drawn in a child
+    process where the platform can fork: Hypothesis leaves ~1M objects behind, which would
+    make every garbage collection of the timed process slower."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return _draw_words(grammar, count, seed)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        return pool.apply(_draw_words, (grammar, count, seed))
+
+
+def _draw_words(grammar: Grammar, count: int, seed: int) -> tuple[list[str], int]:
+    """Up to ``count`` distinct words of the grammar drawn with ``gcd.testing.words``, and the
+    number of draws tried (20 per word asked)."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as fix_seed
 
@@ -273,7 +333,51 @@ def _draw_words(grammar: Grammar, count: int, seed: int) -> list[str]:
             found[word] = None
 
     draw()
-    return list(found)
+    return list(found), 20 * count
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from gcd import store
+    from gcd.compiler import default_cache_dir
+
+    root = default_cache_dir()
+    entries = sorted((root / "compiled").glob("*.gcd")) + sorted((root / "vocab").glob("*.gcd"))
+    extra = [p for p in (root / "models", root / "tokenizers") if p.is_dir()]
+    if args.action == "clear":
+        for path in entries + (sorted((root / "compiled").glob("*.tmp")) + sorted((root / "vocab").glob("*.tmp"))):
+            path.unlink(missing_ok=True)
+        removed = len(entries)
+        if args.all:
+            for folder in extra:
+                shutil.rmtree(folder, ignore_errors=True)
+        print(f"removed {removed} cache files from {root}" + (" and the converted models and tokenizers"
+                                                               if args.all and extra else ""))
+        return 0
+    print(f"{root}:")
+    total = 0
+    for path in entries:
+        size = path.stat().st_size
+        total += size
+        try:
+            meta, _ = store.read(path)
+            if path.parent.name == "compiled":
+                g = meta.get("grammar", {})
+                what = (f"grammar {g.get('path') or '(text)'}, start {g.get('start')!r}, {g.get('terminals')} "
+                        f"terminals, vocabulary {meta.get('vocab', '?')[:12]}, compiled in "
+                        f"{meta.get('compile_seconds', 0):.1f} s")
+            else:
+                what = f"vocabulary {meta.get('vocab', '?')[:12]} ({meta.get('size')} tokens)"
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created", path.stat().st_mtime)))
+        except store.StoreError as e:
+            what, when = f"unusable ({e}); rebuilt when next needed", "-"
+        print(f"  {path.parent.name}/{path.name}  {size / 2**20:7.2f} MiB  {when}  {what}")
+    for folder in extra:
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        total += size
+        print(f"  {folder.name}/  {size / 2**20:7.2f} MiB  converted {folder.name} (kept by `gcd cache clear`, "
+              "removed by --all)")
+    print(f"  total {total / 2**20:.2f} MiB in {len(entries)} cache files")
+    return 0
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def _restore_objects(grammar: Grammar, vocab: Vocabulary, meta: dict, arrays: di
                      cache_bytes: int) -> CompiledGrammar:
     lexer_arrays = {k[len("lexer."):]: v for k, v in arrays.items() if k.startswith("lexer.")}
     rec = Recognizer(grammar, table=ParseTable.from_json(meta["recognizer"]["table"]),
-                     lexer=(meta["recognizer"]["lexer"], lexer_arrays))
+                     lexer=(meta["recognizer"]["lexer"], lexer_arrays), cache_items=cache_items(cache_bytes))
     automata = TokenAutomata(rec, vocab, cache_bytes, shared_groups=groups)
     automata.restore(meta["automata"], arrays)
     return CompiledGrammar(grammar, vocab, automata, float(meta["compile_seconds"]), meta["key"])
@@ -180,6 +180,11 @@ def shared_groups(vocab: Vocabulary, cache_dir: Path | None = None) -> dict:
         return groups
 
 
+def cache_items(cache_bytes: int) -> int:
+    """Entries of each item-counted cache (parser steps, viability) for a byte budget: one per 4 KiB."""
+    return max(64, cache_bytes // 4096)
+
+
 def vocab_key(vocab: Vocabulary) -> str:
     """The name of a vocabulary's cache file: its fingerprint, and gcd's format and source."""
     return hashlib.sha256(f"{CACHE_FORMAT}|{source_digest()}|{vocab.fingerprint}".encode()).hexdigest()[:32]
@@ -194,8 +199,11 @@ class GrammarCompiler:
     ``precompute_seconds``: how long compiling may spend lexing the vocabulary from the
     lexer states decoding will meet and warming the masks of the first parser
     configurations, so that first visits do not stall (default: 0.5 s plus 2 s per 50k
-    tokens, at most 12 s; it stops earlier when there is nothing left to do). ``cache_bytes``: the budget of each compiled grammar's in-memory caches
-    (default 512 MiB); they evict the least recently used entries beyond it.
+    tokens, at most 12 s; it stops earlier when there is nothing left to do).
+    ``cache_bytes``: the budget of each compiled grammar's in-memory caches (default 512 MiB):
+    masks and token outcomes stay within it, and the parser's and recogniser's caches keep one
+    entry per 4 KiB of it (a few hundred bytes each); beyond that the least recently used
+    entries are evicted, a few at a time.
     """
 
     def __init__(self, vocab: Vocabulary, *, cache: bool | None = None, cache_dir: str | Path | None = None,
@@ -251,7 +259,8 @@ class GrammarCompiler:
     def _compile(self, grammar: Grammar, key: str, groups: dict) -> CompiledGrammar:
         t0 = time.perf_counter()
         built = grammar.__dict__.get("recognizer")   # its parse table, if the grammar has one already
-        rec = Recognizer(grammar, table=built.parser.table if built is not None else None)
+        rec = Recognizer(grammar, table=built.parser.table if built is not None else None,
+                         cache_items=cache_items(self.cache_bytes))
         automata = TokenAutomata(rec, self.vocab, self.cache_bytes, shared_groups=groups)
         self._precompute(automata, t0 + self.precompute_seconds)
         return CompiledGrammar(grammar, self.vocab, automata, time.perf_counter() - t0, key)

@@ -28,9 +28,6 @@ class GrammarError(GCDError):
         super().__init__(text)
 
 
-class VocabularyError(GCDError):
-    """A tokenizer's vocabulary cannot be mapped to token bytes."""
-
-
-class ParserLimitError(GCDError):
-    """The general (GLR) parser exceeded its work bound on a highly ambiguous grammar."""
+class VocabularyError(GCDError, ValueError):
+    """A vocabulary cannot be built: a tokenizer whose tokens cannot be mapped to bytes, or
+    ``Vocabulary(...)`` arguments of the wrong type or out of range."""

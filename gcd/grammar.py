@@ -7,7 +7,10 @@ context-free rules, the ignored terminals and the start symbol.
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import sys
+import threading
 from functools import cached_property
 from pathlib import Path
 
@@ -21,6 +24,12 @@ from gcd.errors import GrammarError
 from gcd.terminals import ByteDFA, literal_dfa, regex_to_dfa
 
 _RELATIVE_IMPORT = re.compile(r"^\s*%import\s+\.", re.MULTILINE)
+_AT = re.compile(r",? at line (\d+) column (\d+)")
+_UNDEFINED = re.compile(r"(?:Rule|Terminal) '(\w+)' used but not defined(?: \(in rule (\w+)\))?")
+RECURSION_LIMIT = 10_000   # Lark reads nested groups recursively: 500 levels need ~4,000 frames
+MAX_NESTING = 1000         # and in time quadratic in the depth (1,000 levels: about 1.5 s)
+_LEXEME = re.compile(r'"(?:[^"\\\n]|\\.)*"i?|/(?:[^/\\\n]|\\.)+/[imslux]*|//[^\n]*|[()\[\]]')
+_recursion_lock = threading.Lock()
 
 
 class Grammar:
@@ -43,9 +52,15 @@ class Grammar:
     def from_file(cls, path: str | Path, *, start: str = "start") -> "Grammar":
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except OSError as e:
             raise GrammarError(f"cannot read grammar file {path}: {e.strerror or e}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise GrammarError(f"grammar file {path} is not UTF-8 text: byte 0x{data[e.start]:02x} at offset "
+                               f"{e.start}", line=line, column=e.start - data.rfind(b"\n", 0, e.start)) from None
         grammar = cls(text, start=start, base_dir=path.resolve().parent)
         grammar.path = path
         return grammar
@@ -77,15 +92,16 @@ class Grammar:
         return self.recognizer.parser.table.is_lalr
 
     def accepts(self, text: str | bytes) -> bool:
-        """Is ``text`` a complete word of the grammar?"""
-        r = self.recognizer
-        state, _ = r.advance(r.initial, _as_bytes(text))
+        """Is ``text`` a complete word of the grammar? (A ``str`` that has no UTF-8 encoding,
+        such as one holding a lone surrogate, is not.)"""
+        data, r = _as_bytes(text), self.recognizer
+        state = r.advance(r.initial, data)[0] if data is not None else None
         return state is not None and r.is_accepting(state)[0]
 
     def accepts_prefix(self, text: str | bytes) -> bool:
         """Can ``text`` still be completed to a word of the grammar?"""
-        r = self.recognizer
-        state, _ = r.advance(r.initial, _as_bytes(text))
+        data, r = _as_bytes(text), self.recognizer
+        state = r.advance(r.initial, data)[0] if data is not None else None
         return state is not None and r.is_viable(state)[0]
 
 
@@ -95,8 +111,14 @@ def _rebuild(text: str, start: str, base_dir: Path | None, path: Path | None) ->
     return grammar
 
 
-def _as_bytes(text: str | bytes) -> bytes:
-    return text.encode("utf-8") if isinstance(text, str) else bytes(text)
+def _as_bytes(text: str | bytes) -> bytes | None:
+    """UTF-8 bytes of ``text``; None for a ``str`` with no UTF-8 encoding (lone surrogates)."""
+    if isinstance(text, str):
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    return bytes(text)
 
 
 def _load(text: str, start: str, base_dir: Path | None) -> tuple[list[TerminalDef], list[Rule], list[str]]:
@@ -105,16 +127,28 @@ def _load(text: str, start: str, base_dir: Path | None) -> tuple[list[TerminalDe
         raise TypeError(f"grammar text must be str, not {type(text).__name__}")
     if base_dir is None and _RELATIVE_IMPORT.search(text):
         raise GrammarError("a relative %import needs a grammar file: use Grammar.from_file(path)")
+    depth, line = _nesting(text)
+    if depth > MAX_NESTING:
+        raise GrammarError(f"the grammar nests groups {depth} deep; gcd reads at most {MAX_NESTING}", line=line)
     source = str(base_dir / "<grammar>.lark") if base_dir is not None else "<string>"
+    loaders = [_confined_loader(base_dir)] if base_dir is not None else []
     try:
-        built, _ = load_grammar(text, source, [], False)
-        terminals, rules, ignore = built.compile([start], set())
+        with _recursion_lock:
+            limit = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
+            try:
+                built, _ = load_grammar(text, source, loaders, False)
+                terminals, rules, ignore = built.compile([start], set())
+            finally:
+                sys.setrecursionlimit(limit)
     except UnexpectedInput as e:
-        raise GrammarError(f"syntax error in grammar: {_lark_message(e)}", line=e.line, column=e.column,
+        raise GrammarError(f"syntax error: {_lark_message(e)}", line=e.line, column=e.column,
                            context=e.get_context(text).rstrip()) from None
     except (LarkGrammarError, KeyError, AssertionError) as e:
-        line = _line_of(text, str(e))
-        raise GrammarError(str(e).strip() or type(e).__name__, line=line) from None
+        raise _grammar_error(text, str(e)) from None
+    except RecursionError:
+        raise GrammarError(f"the grammar nests groups too deeply (more than Python's recursion limit of "
+                           f"{RECURSION_LIMIT} frames allows)") from None
     except OSError as e:
         raise GrammarError(f"%import failed: {e.strerror or e} ({e.filename})") from None
     if not any(r.origin.name == start for r in rules):
@@ -205,6 +239,71 @@ def _lark_message(e: UnexpectedInput) -> str:
     return msg
 
 
+def _grammar_error(text: str, message: str) -> GrammarError:
+    """A gcd ``GrammarError`` for a Lark grammar error: the line and column it names (or the
+    line of the name it quotes), and for an undefined name, whether an ``%import`` or a
+    terminal or a rule is missing."""
+    lines = message.strip().splitlines()
+    first = lines[0] if lines else "invalid grammar"
+    at = _AT.search(first)
+    if at:
+        line, column = int(at[1]), int(at[2])
+        what = first[:at.start()].strip().rstrip(":") or "syntax error"
+        source_line = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
+        near = source_line[column - 1:column + 19]
+        if what.startswith("Unexpected input"):
+            what = "syntax error"
+        detail = f"{what} at {near!r}" if near else what
+        return GrammarError(detail, line=line, column=column,
+                            context=f"{source_line}\n{' ' * (column - 1)}^" if source_line else None)
+    undefined = _UNDEFINED.match(first)
+    if undefined:
+        name, rule = undefined[1], undefined[2]
+        imported = re.search(rf"(?m)^[ \t]*%import[ \t]+([\w.]+?)\.{name}\b|"
+                             rf"^[ \t]*%import[ \t]+([\w.]+)[ \t]*\([^)]*\b{name}\b", text)
+        where = f" (in rule {rule})" if rule else ""
+        if imported:
+            module = imported[1] or imported[2]
+            return GrammarError(f"%import {module}.{name}: {module.lstrip('.')}.lark defines no {name!r}",
+                                line=text.count("\n", 0, imported.start()) + 1)
+        kind = "terminal" if name.lstrip("_")[:1].isupper() else "rule"
+        return GrammarError(f"{kind} {name!r} is used but not defined{where}", line=_line_of(text, first))
+    return GrammarError(first, line=_line_of(text, first))
+
+
+def _nesting(text: str) -> tuple[int, int]:
+    """The deepest nesting of ``( )`` and ``[ ]`` outside strings, regexes and comments, and
+    the line where it is reached."""
+    depth = deepest = 0
+    at = 0
+    for m in _LEXEME.finditer(text):
+        c = m.group()
+        if c in "([":
+            depth += 1
+            if depth > deepest:
+                deepest, at = depth, m.start()
+        elif c in ")]":
+            depth = max(depth - 1, 0)
+    return deepest, text.count("\n", 0, at) + 1
+
+
+def _confined_loader(root: Path):
+    """A Lark import loader for relative imports that reads only files whose real path (links
+    resolved) lies in ``root``'s real folder; library imports pass on to Lark's own."""
+    root = Path(os.path.realpath(root))
+
+    def load(base_path, grammar_path: str):
+        if base_path is None or not isinstance(base_path, str):
+            raise OSError("not a relative import")
+        joined = Path(os.path.realpath(os.path.join(base_path, grammar_path)))
+        if not joined.is_relative_to(root):
+            raise GrammarError(f"%import of {grammar_path} leaves the grammar's folder {root} "
+                               f"(it resolves to {joined})")
+        return str(joined), joined.read_text(encoding="utf-8")
+
+    return load
+
+
 def _line_of(text: str, message: str) -> int | None:
     """Best-effort line of the first name quoted in a Lark error message."""
     for name in re.findall(r"'([A-Za-z_][A-Za-z_0-9]*)'", message):
@@ -212,4 +311,3 @@ def _line_of(text: str, message: str) -> int | None:
         if m:
             return text.count("\n", 0, m.start()) + 1
     return None
-

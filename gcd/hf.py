@@ -9,7 +9,9 @@ import importlib.util
 import os
 import re
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,17 +125,19 @@ def _save_atomic(folder: Path, *parts: PreTrainedModel | PreTrainedTokenizerBase
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_model(name_or_path: str = "smollm2") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_model(name_or_path: str = "smollm2", *, progress: bool = False
+               ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(causal LM in eval mode, its tokenizer): ``"smollm2"`` (default), ``"gemma3"``, a ``.gguf``
     file, a local Hugging Face folder, or a Hub id (``org/name``, where a network exists).
 
     A GGUF model is converted once (about 30 s) and saved with its tokenizer under
-    ``default_cache_dir()/models/<name>-<gguf size>``, which later calls load in seconds.
-    Raises ``GCDError`` when the model cannot be found or read.
+    ``default_cache_dir()/models/<name>-<gguf size>``, which later calls load in seconds;
+    ``progress`` says so on stderr while it happens. Raises ``GCDError`` when the model cannot
+    be found or read.
     """
     gguf = _gguf(name_or_path)
     if gguf is not None:
-        return _gguf_model(*gguf)
+        return _gguf_model(*gguf, progress=progress)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return _pretrained(str(path), local_files_only=True)
@@ -143,30 +147,49 @@ def load_model(name_or_path: str = "smollm2") -> tuple[PreTrainedModel, PreTrain
                    "a local Hugging Face model folder or a Hub id")
 
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
 def _pretrained(source: str, **kwargs: object) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    folder = Path(source).expanduser()
+    if folder.is_dir() and not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        raise GCDError(f"cannot load model {source!r}: the folder has no tokenizer (none of "
+                       f"{', '.join(_TOKENIZER_FILES)})")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, KeyError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise GCDError(f"cannot load model {source!r}: {reason}") from e
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise GCDError(f"cannot load model {source!r}: {_one_line(e)}") from e
     return model.eval(), tokenizer
 
 
-def _gguf_model(name: str, gguf: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (transformers' span several), at most ``limit`` characters."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _gguf_model(name: str, gguf: Path, progress: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     cached = default_cache_dir() / "models" / f"{name}-{gguf.stat().st_size}"
     if cached.is_dir():
         return _pretrained(str(cached), local_files_only=True)
     from transformers import AutoModelForCausalLM
 
+    if progress:
+        print(f"gcd: converting {gguf.name} to a Hugging Face model in {cached} (once: about 30 s)",
+              file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
     tokenizer = _gguf_tokenizer(name, gguf)
     if all(p.dtype.is_floating_point for p in model.state_dict().values()):  # dequantized: plain weights
         model.hf_quantizer = None  # else save_pretrained refuses GGUF models
         del model.config.quantization_config
         _save_atomic(cached, model, tokenizer)
+    if progress:
+        print(f"gcd: converted in {time.perf_counter() - t0:.0f} s; later runs load it from {cached}",
+              file=sys.stderr, flush=True)
     return model.eval(), tokenizer
 
 

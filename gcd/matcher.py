@@ -86,7 +86,10 @@ class Matcher:
     def consume_bytes(self, data: bytes | str) -> bool:
         """Advance by raw text (e.g. a forced prefix); False (unchanged) if it cannot continue."""
         if isinstance(data, str):
-            data = data.encode("utf-8")
+            try:
+                data = data.encode("utf-8")
+            except UnicodeEncodeError:   # a lone surrogate: no text can hold it
+                return False
         if self._terminated:
             return not data
         state, _ = self._rec.advance(self._state, data)

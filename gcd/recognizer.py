@@ -31,10 +31,11 @@ UNREAD = 1 << 60
 
 class Recognizer:
     """The byte-level recogniser of a grammar. ``table`` (a ``ParseTable``) and ``lexer``
-    (a lexer's ``export``) come from a cache file; else they are built."""
+    (a lexer's ``export``) come from a cache file; else they are built. Its caches and its
+    parser's keep ``cache_items`` entries each."""
 
     def __init__(self, grammar, table: ParseTable | None = None,
-                 lexer: tuple[dict, dict] | None = None) -> None:
+                 lexer: tuple[dict, dict] | None = None, cache_items: int = 200_000) -> None:
         names = [t.name for t in grammar.terminals]
         ranks = [grammar.terminal_rank(t) for t in grammar.terminals]
         index = {n: i for i, n in enumerate(names)}
@@ -43,9 +44,10 @@ class Recognizer:
                            [t.priority for t in grammar.terminals], ranks, ignore)
         if lexer is not None:
             self.lexer.restore(*lexer)
-        self.parser = Parser(table if table is not None else build_parse_table(grammar.rules, names, PARSE_START))
+        self.parser = Parser(table if table is not None else build_parse_table(grammar.rules, names, PARSE_START),
+                             cache_items)
         self.ignore_mask = ignore
-        self._viable = LRU(200_000)
+        self._viable = LRU(cache_items)
         self.initial: State = (self.parser.initial, self.fresh(self.parser.initial)[0])
 
     def export(self) -> tuple[dict, dict]:

@@ -50,13 +50,13 @@ def _ids(name: str, values: Iterable[Any], size: int) -> list[int]:
     out = []
     for v in values:
         if isinstance(v, bool):
-            raise TypeError(f"{name} must hold ints, not bool")
+            raise VocabularyError(f"{name} must hold ints, not bool")
         try:
             i = operator.index(v)
         except TypeError:
-            raise TypeError(f"{name} must hold ints, not {type(v).__name__}") from None
+            raise VocabularyError(f"{name} must hold ints, not {type(v).__name__}") from None
         if not 0 <= i < size:
-            raise ValueError(f"{name}: token id {i} is out of range for a vocabulary of {size} tokens")
+            raise VocabularyError(f"{name}: token id {i} is out of range for a vocabulary of {size} tokens")
         out.append(i)
     return out
 
@@ -73,10 +73,13 @@ class Vocabulary:
     def __init__(self, tokens: Sequence[bytes | None], *, eos_token_id: int | Sequence[int] | None = None,
                  special_token_ids: Iterable[int] = ()) -> None:
         if isinstance(tokens, (bytes, bytearray, str)):
-            raise TypeError("tokens must be a sequence of bytes (or None), one per token id")
-        tokens = list(tokens)
+            raise VocabularyError("tokens must be a sequence of bytes (or None), one per token id")
+        try:
+            tokens = list(tokens)
+        except TypeError:
+            raise VocabularyError(f"tokens must be a sequence of bytes (or None), not {type(tokens).__name__}") from None
         if not tokens:
-            raise ValueError("a vocabulary needs at least one token")
+            raise VocabularyError("a vocabulary needs at least one token")
         size = len(tokens)
         if eos_token_id is None:
             eos_token_id = ()
@@ -88,7 +91,7 @@ class Vocabulary:
                 if isinstance(tok, (bytes, bytearray)):
                     tokens[i] = bytes(tok)
                 elif tok is not None:
-                    raise TypeError(f"token {i} must be bytes or None, not {type(tok).__name__}: {tok!r}")
+                    raise VocabularyError(f"token {i} must be bytes or None, not {type(tok).__name__}: {tok!r:.60}")
         special = set(_ids("special_token_ids", special_token_ids, size)) | set(eos)
         special.update(i for i, tok in enumerate(tokens) if not tok)
         stored = [tok or b"" for tok in tokens]

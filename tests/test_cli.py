@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from gcd.cli import main
 from gcd.errors import GCDError
+from conftest import missing_model
 
 ROOT = Path(__file__).resolve().parent.parent
 JSON_LARK = str(ROOT / "grammars" / "json.lark")
@@ -24,13 +26,13 @@ def model_installed() -> None:
     try:
         default_model_source()
     except GCDError as e:
-        pytest.skip(str(e))
+        missing_model(e)
 
 
 def _one_line_error(err: str) -> str:
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gcd: error: "), err
-    assert "Traceback" not in err
+    assert len(lines) == 1 and re.match(r"gcd( \w+)?: error: ", lines[0]), err
+    assert "Traceback" not in err and lines[0].count("error:") == 1 and "gcd: gcd" not in lines[0]
     return lines[0]
 
 
@@ -66,6 +68,13 @@ def test_sample_token_budget_too_small_is_reported_incomplete(model_installed, c
     (["sample", "--grammar", "BAD", "--model", "/no/such/model"], "line 2"),
     (["sample", "--grammar", JSON_LARK, "--model", "/no/such/model"], "/no/such/model"),
     (["sample", "--grammar", JSON_LARK, "--temperature", "-1"], "--temperature"),
+    (["sample", "--grammar", JSON_LARK, "--temperature", "inf"], "--temperature"),
+    (["sample", "--grammar", JSON_LARK, "--temperature", "1e300"], "--temperature"),
+    (["sample", "--grammar", "BINARY"], "not UTF-8"),
+    (["sample", "--grammar", "IMPORT"], "common.lark defines no 'NOPE'"),
+    (["sample", "--grammar", JSON_LARK, "--model", "EMPTY_FOLDER"], "has no tokenizer"),
+    (["sample", "--grammar", JSON_LARK, "--threads", "0"], "--threads"),
+    (["cache", "shred"], "action"),
     (["sample", "--grammar", JSON_LARK, "--num-samples", "zero"], "--num-samples"),
     (["sample", "--grammar", JSON_LARK, "--method", "smc"], "--method"),
     (["sample", "--grammar", JSON_LARK, "--num-samples", "2"], "--temperature"),
@@ -77,9 +86,14 @@ def test_sample_token_budget_too_small_is_reported_incomplete(model_installed, c
     (["bench", "--grammar", "no/such/grammar.lark"], "no/such/grammar.lark"),
 ])
 def test_user_errors_are_one_line(argv, needle, tmp_path, capsys):
-    bad = tmp_path / "bad.lark"
-    bad.write_text('start: item+\nitem: "a" missing_rule\n')
-    code = main([str(bad) if a == "BAD" else a for a in argv])
+    files = {"BAD": tmp_path / "bad.lark", "BINARY": tmp_path / "binary.lark", "IMPORT": tmp_path / "import.lark",
+             "EMPTY_FOLDER": tmp_path / "model"}
+    files["BAD"].write_text('start: item+\nitem: "a" missing_rule\n')
+    files["BINARY"].write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff")
+    files["IMPORT"].write_text("%import common.NOPE\nstart: NOPE\n")
+    files["EMPTY_FOLDER"].mkdir()
+    (files["EMPTY_FOLDER"] / "config.json").write_text('{"model_type": "llama"}')
+    code = main([str(files[a]) if a in files else a for a in argv])
     out = capsys.readouterr()
     assert code != 0 and out.out == ""
     assert needle in _one_line_error(out.err)
@@ -96,4 +110,26 @@ def test_check_prints_stats(model_installed, capsys):
 def test_bench_prints_figures(model_installed, capsys):
     assert main(["bench", "--grammar", JSON_LARK, "--words", "5"]) == 0
     out = capsys.readouterr().out
-    assert "compile" in out and "p50" in out and "p99" in out
+    assert "compile" in out and "p50" in out and "p99" in out and "max" in out
+    assert "5 distinct words" in out and re.search(r"RSS \d+ MiB before compiling", out)
+
+
+def test_bench_says_why_it_drew_fewer_words(tmp_path, model_installed, capsys):
+    grammar = tmp_path / "two.lark"
+    grammar.write_text('start: "yes" | "no"\n')
+    assert main(["bench", "--grammar", str(grammar), "--words", "10"]) == 0
+    assert "2 distinct words (of 10 asked: 200 draws found no more)" in capsys.readouterr().out
+
+
+def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
+    import gcd
+
+    monkeypatch.setenv("GCD_CACHE_DIR", str(tmp_path))
+    vocab = gcd.Vocabulary([b"a", b"b", None], eos_token_id=2)
+    gcd.GrammarCompiler(vocab, progress=False).compile(gcd.Grammar('start: "a" "b"'))
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "compiled/" in out and "vocab/" in out and "2 cache files" in out and "start 'start'" in out
+    assert main(["cache", "clear"]) == 0
+    assert "removed 2 cache files" in capsys.readouterr().out
+    assert not list(tmp_path.rglob("*.gcd"))

@@ -38,6 +38,26 @@ COMMENT: /#[^\n]*\n/
 %ignore " "
 """
 
+# Terminals that end in a lookahead: a name followed by "(" is a call.
+CALLS = r"""
+start: expr
+?expr: CALL "(" [expr ("," expr)*] ")" | NAME | NUMBER
+CALL: /[a-z_]+(?=\()/
+NAME: /[a-z_]+/
+NUMBER: /[0-9]+(?![0-9_])/
+%ignore " "
+"""
+
+# Lexemes that must end at an earlier match: SQL-style strings with '' inside, operators that
+# are prefixes of longer ones.
+FALLBACK = r"""
+start: (STRING | WORD | OP)+
+STRING: /'([^']|'')*'/
+WORD: /[a-z]+/
+OP: "<" | "<=" | "<=>"
+%ignore " "
+"""
+
 E_ACUTE = "é".encode()          # c3 a9
 NICHI = "日".encode()           # e6 97 a5
 UTF8_PIECES = [E_ACUTE[:1], E_ACUTE[1:], E_ACUTE, NICHI[:2], NICHI[2:], NICHI, NICHI[:1], NICHI[1:]]
@@ -73,6 +93,20 @@ PIECES = {
          " \n", "()", "a b", "#é", "# (", ")\n", "ba", "abc", "xx", "(a", "b)", ") ", " (", "  ",
          "(ab", "ab)", "x\n", "\n\n", "##", "#)", "#(", "c)", "x (", ") #", "(#", "\n #", "a\n", "(()"],
         UTF8_PIECES),
+    "calls": _pieces(
+        "abf_(), 0123x",
+        ["f(", "ab(", "a(", "(a", "()", "),", ", ", "ab", "f", "x)", "1)", "12", "1(", "(1", "a b", " (",
+         "(", "_x(", "ab,", "f(x)", "g(1,", "a)", "))", ",b", "0,", "x y", "1_", "ba(", "b(", "(b", "fa",
+         "a (", "x(", "(x(", "),a", "f((", "0)", "23", "3,", ",(", "( ", " )", "_", "__(", "ab_", "a1",
+         ") ", " a", "b,a", "(0"],
+        UTF8_PIECES),
+    "fallback": _pieces(
+        "'ab<=> x",
+        ["''", "'a", "a'", "''a", "a''", "' '", "'' ", "ab", "<=", "<=>", "=>", "<a", "=a", "<=a", "'<'",
+         "a<", "> ", " '", "'x'", "x''", "'''", "ba", "<<", ">a", "<=>a", "a<=", "''''", "'b", "b'",
+         "' a", "a '", "xa", "ax", "<'", "'<=", "=>'", " <", "< ", "ab'", "'ab", "<=<", "'='", "a ",
+         "'>", ">'", "''b", "b''"],
+        UTF8_PIECES),
     "ambiguous": _pieces(
         "=!?0123+*()ab.qyzu",
         ["1+", "+1", "*(", ")*(", "1)", "ab", "ba", "aa", "bb", "abba", "a.", "b.", "!a", "!.", "?q",
@@ -87,6 +121,8 @@ TEXTS = {
     "json": (HERE.parent / "grammars" / "json.lark").read_text(encoding="utf-8"),
     "comments": COMMENTS,
     "ambiguous": (HERE / "grammars" / "ambiguous.lark").read_text(encoding="utf-8"),
+    "calls": CALLS,
+    "fallback": FALLBACK,
 }
 EARLEY = {"ambiguous"}
 NAMES = sorted(TEXTS)
@@ -101,7 +137,7 @@ class Setup:
         # specials: a BOS-like None first, EOS (None) in the middle, a declared special whose
         # bytes the grammar would take ("1" / "a"), and an empty entry at the end
         half = len(pieces) // 2
-        fits = b"a" if name == "comments" else b"1"
+        fits = b"a" if name in ("comments", "fallback") else b"1"
         tokens: list[bytes | None] = [None, *pieces[:half], None, *pieces[half:], fits, b""]
         self.eos = half + 1
         self.declared_special = len(tokens) - 2
@@ -287,6 +323,32 @@ def test_tokens_spanning_terminals():
     assert s.eos in s.allowed(walk(s, "(x #c\n)"))
     assert s.eos not in s.allowed(walk(s, "(x) #c"))          # a comment needs its newline
     assert s.eos in s.allowed(walk(s, "(x) #c\n"))
+
+
+def test_terminals_ending_in_a_lookahead():
+    s = setup("calls")
+    m = walk(s, "f")                       # a NAME, or a CALL if "(" comes next
+    assert s.eos in s.allowed(m) and ids(s, "(", "()", "(a", "(1", "(x(") <= s.allowed(m)
+    assert not s.allowed(m) & ids(s, ",", "),", ")")
+    m = walk(s, "f(1")
+    assert ids(s, ",", ")", "0,", "23") <= s.allowed(m) and s.eos not in s.allowed(m)
+    assert not s.allowed(m) & ids(s, "),")            # f(1) is the whole word: no comma after it
+    assert not s.allowed(walk(s, "f(1")) & ids(s, "1_", "a1")   # NUMBER may not run into a name
+    for text in ["f(x)", "f(a,b(1))", "ab", "f( 1 )", "f ( 1 )", "x(a(b(0)))", "f(1a)", "ab(1)(", "f(12_)"]:
+        assert s.grammar.accepts(text) == s.oracle(text), text   # "f (": a NAME, then a stray "("
+        if s.grammar.accepts_prefix(text):
+            walk(s, text)
+
+
+def test_lexemes_ending_at_an_earlier_match():
+    s = setup("fallback")
+    for text in ["'a''", "'a'''", "'ab''b'", "<=", "<=>", "<=a", "'x''a' <=> a", "a<=''"]:
+        assert s.grammar.accepts(text) == s.oracle(text), text
+        walk(s, text)          # the mask after the text, by brute force
+    m = walk(s, "'a''")        # inside the string again, or the string 'a' and a new one
+    assert ids(s, "'", "a'", "'a", "'' ", "''") <= s.allowed(m)
+    m = walk(s, "<=")
+    assert ids(s, ">", ">a", "a", "'a", "<") <= s.allowed(m) and s.eos in s.allowed(m)
 
 
 def test_specials_and_eos():

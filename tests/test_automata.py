@@ -1,0 +1,148 @@
+"""The token-level automata under load: several threads on one fresh compile, caches far too
+small for the walk, and decoding states whose fallbacks would otherwise grow without bound."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gcd
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+JSON_DOCS = [json.loads(line)["text"] for line in (DATA / "json_docs.jsonl").read_text().splitlines() if line.strip()]
+SQL = [q for q in (DATA / "sql_queries.txt").read_text().splitlines() if q.strip()]
+
+
+def brute_force_allowed(grammar: gcd.Grammar, vocab: gcd.Vocabulary, prefix: bytes) -> set[int]:
+    """Every token whose bytes keep ``prefix`` completable, plus EOS iff it is a word."""
+    rec = grammar.recognizer
+    state, _ = rec.advance(rec.initial, prefix)
+    allowed = {t for t in range(vocab.size) if vocab.token_bytes(t)
+               and (after := rec.advance(state, vocab.token_bytes(t))[0]) is not None and rec.is_viable(after)[0]}
+    return allowed | (set(vocab.eos_token_ids) if rec.is_accepting(state)[0] else set())
+
+
+def streams(tokenizer, texts: list[str], n: int) -> list[int]:
+    """``n`` tokens: the texts' tokens back to back, each text ending with EOS."""
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    out: list[list[int]] = []
+    while sum(map(len, out)) < n:
+        for text in texts:
+            out.append(tokenizer.encode(text, add_special_tokens=False) + [eos])
+    return out
+
+
+def walk_digests(compiled: gcd.CompiledGrammar, docs: list[list[int]], limit: int) -> list[bytes]:
+    """The digest of every mask along ``docs`` (a fresh matcher per document), ``limit`` steps."""
+    out = []
+    for ids in docs:
+        m = compiled.matcher()
+        for t in ids:
+            if len(out) == limit:
+                return out
+            out.append(hashlib.blake2b(m.mask().tobytes(), digest_size=16).digest())
+            assert m.consume_token(t)
+    return out
+
+
+@pytest.fixture(scope="module")
+def workloads(smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    return {"json": (gcd.Grammar.from_file(ROOT / "grammars" / "json.lark"), streams(tok, JSON_DOCS, 1000)),
+            "sql": (gcd.Grammar.from_file(ROOT / "grammars" / "sql.lark"), streams(tok, SQL, 1000))}
+
+
+@pytest.mark.parametrize("name", ["json", "sql"])
+def test_eight_threads_on_a_fresh_compile(name, workloads, smollm2_vocab):
+    grammar, docs = workloads[name]
+    reference = walk_digests(gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False)
+                             .compile(grammar), docs, 1000)
+    shared = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False, precompute_seconds=0).compile(grammar)
+    results, errors = [None] * 8, []
+
+    def run(i: int) -> None:
+        try:   # each thread starts at another document, so the first visits interleave
+            results[i] = walk_digests(shared, docs[i % 3:] + docs[:i % 3], 1000)
+        except BaseException as e:   # reported below, with the thread it came from
+            errors.append((i, e))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors
+    for i, got in enumerate(results):
+        rotated = docs[i % 3:] + docs[:i % 3]
+        assert got == walk_digests(gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False)
+                                   .compile(grammar), rotated, 1000) if i % 3 else got == reference, i
+    # and against brute force at a few steps of the shared compile's run
+    m, prefix = shared.matcher(), b""
+    for step, t in enumerate(docs[0][:60]):
+        if step % 20 == 7:
+            assert set(m.allowed_token_ids().tolist()) == brute_force_allowed(grammar, smollm2_vocab, prefix)
+        assert m.consume_token(t)
+        prefix += smollm2_vocab.token_bytes(t)
+
+
+@pytest.mark.parametrize("name", ["json", "sql"])
+def test_tiny_caches_give_the_same_masks(name, workloads, smollm2_vocab):
+    """With budgets far below what the walk needs, every cache evicts all the time; the masks
+    must not change."""
+    grammar, docs = workloads[name]
+    unbounded = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False).compile(grammar)
+    tiny = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False, precompute_seconds=0,
+                               cache_bytes=512 << 10).compile(grammar)
+    assert walk_digests(tiny, docs, 500) == walk_digests(unbounded, docs, 500)
+    automata = tiny.automata
+    assert automata._masks.nbytes <= 128 << 10 and automata._outcomes.nbytes <= 192 << 10
+    assert len(automata.recognizer.parser._advance) <= 128
+
+
+def test_fallbacks_do_not_grow_with_the_text(smollm2_tokenizer, smollm2_vocab):
+    """After '' inside an SQL string, the lexeme may still end at an earlier match; that
+    possibility is kept as a state, dropped when it leads nowhere, so the decoding state of a
+    long string with escapes does not grow (and its mask is a cache hit)."""
+    grammar = gcd.Grammar.from_file(ROOT / "grammars" / "sql.lark")
+    compiled = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False).compile(grammar)
+    query = ("SELECT name FROM people WHERE name = 'O''Brien and his friends from the north side, "
+             "''the'' ''best'' of them' ORDER BY name;")
+    m, prefix = compiled.matcher(), b""
+    for t in smollm2_tokenizer.encode(query, add_special_tokens=False):
+        assert m.consume_token(t)
+        prefix += smollm2_vocab.token_bytes(t)
+        assert m._state[1][1] is None, prefix      # no live fallback: the next string cannot start here
+    assert m.is_accepting()
+    m = compiled.matcher()
+    m.consume_bytes(query[:60])
+    assert set(m.allowed_token_ids().tolist()) == brute_force_allowed(grammar, smollm2_vocab, query[:60].encode())
+
+
+def test_a_fallback_that_stays_alive():
+    """Where the fallback is viable (two strings may follow each other), it is kept, and masks
+    are still exact."""
+    text = "start: STRING+\nSTRING: /'([^']|'')*'/\n%ignore \" \"\n"
+    pieces = [b"'", b"''", b"a", b"'a", b"a'", b" ", b"'' ", b"a''", None]
+    vocab = gcd.Vocabulary(pieces, eos_token_id=len(pieces) - 1)
+    compiled = gcd.GrammarCompiler(vocab, cache=False, progress=False).compile(text)
+    grammar = compiled.grammar
+    rng = np.random.default_rng(3)
+    m, prefix = compiled.matcher(), b""
+    for _ in range(60):
+        allowed = set(m.allowed_token_ids().tolist())
+        assert allowed == brute_force_allowed(grammar, vocab, prefix), prefix
+        t = int(rng.choice(sorted(allowed - {len(pieces) - 1})))
+        assert m.consume_token(t)
+        prefix += vocab.token_bytes(t)
+    assert grammar.accepts(b"'a''b'") and grammar.accepts(b"'a' 'b'") and not grammar.accepts(b"'a''")

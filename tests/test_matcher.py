@@ -1,0 +1,60 @@
+"""The Matcher's contract at its edges: ids outside the vocabulary, shared masks, copies,
+text that has no UTF-8 encoding."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gcd
+
+TOKENS = [b"[", b"]", b"1", b",", b" ", b"12", b"[1", None]
+VOCAB = gcd.Vocabulary(TOKENS, eos_token_id=len(TOKENS) - 1)
+EOS = len(TOKENS) - 1
+LIST = 'start: "[" [NUM ("," NUM)*] "]"\nNUM: /[0-9]+/\n%ignore " "\n'
+
+
+@pytest.fixture(scope="module")
+def compiled() -> gcd.CompiledGrammar:
+    return gcd.GrammarCompiler(VOCAB, cache=False, progress=False).compile(LIST)
+
+
+def test_ids_outside_the_vocabulary_are_not_allowed(compiled):
+    m = compiled.matcher()
+    for bad in (VOCAB.size, VOCAB.size + 100, -1, 2**40):
+        assert not m.is_token_allowed(bad)
+        assert not m.consume_token(bad)
+    assert m.is_token_allowed(0) and m.consume_token(0)
+
+
+def test_the_mask_is_shared_and_read_only(compiled):
+    a, b = compiled.matcher(), compiled.matcher()
+    mask = a.mask()
+    with pytest.raises(ValueError):
+        mask[0] = 0
+    with pytest.raises(ValueError):
+        mask |= 1
+    assert np.array_equal(b.mask(), mask) and b.allowed_token_ids().tolist() == [0, 4, 6]
+
+
+def test_copy_shares_its_history_and_is_independent(compiled):
+    m = compiled.matcher()
+    for t in [0, 2, 3, 5]:
+        assert m.consume_token(t)
+    c = m.copy()
+    assert c._history is m._history          # O(1): the history is shared, not copied
+    assert c.consume_token(1) and c.is_accepting()
+    assert not m.is_accepting() and m.allowed_token_ids().tolist() == [1, 2, 3, 4, 5]   # "[1,12" goes on
+    c.rollback(5)
+    assert c.allowed_token_ids().tolist() == [0, 4, 6]
+    assert m.consume_token(1) and m.consume_token(EOS) and m.is_terminated()
+    assert m.allowed_token_ids().tolist() == [EOS]
+    with pytest.raises(ValueError):
+        c.rollback(1)
+
+
+def test_text_without_a_utf8_encoding(compiled):
+    grammar = compiled.grammar
+    assert not grammar.accepts("[1\ud800]") and not grammar.accepts_prefix("\ud800")
+    m = compiled.matcher()
+    assert not m.consume_bytes("[\udfff") and m.consume_bytes("[1")
+    assert m.allowed_token_ids().tolist() == [1, 2, 3, 4, 5]
