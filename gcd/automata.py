@@ -56,9 +56,24 @@ class Outcome:
     sparse_starts: np.ndarray        # int64 [n_sparse + 1]: CSR offsets into sparse_ids
     emits: tuple[Emit, ...]
 
+    def __post_init__(self) -> None:
+        # each sparse class as the bitset words it touches: (word index, word) pairs, CSR
+        # offsets in word_starts; OR-ing a class into a mask is then one indexed update
+        index, words, starts = _class_words(self.sparse_ids, self.sparse_starts)
+        object.__setattr__(self, "word_index", index)
+        object.__setattr__(self, "word_bits", words)
+        object.__setattr__(self, "word_starts", starts)
+
+    def or_sparse(self, bits: np.ndarray, classes: list[int]) -> None:
+        """OR the sparse classes ``classes`` into ``bits``."""
+        index, words, starts = self.word_index, self.word_bits, self.word_starts
+        for i in classes:
+            lo, hi = starts[i], starts[i + 1]
+            bits[index[lo:hi]] |= words[lo:hi]
+
     def nbytes(self) -> int:
-        return self.dense_bits.nbytes + self.sparse_ids.nbytes + 64 * (len(self.emits) + len(self.dense_ends)
-                                                                       + len(self.sparse_ends))
+        return (self.dense_bits.nbytes + self.sparse_ids.nbytes + 2 * self.word_index.nbytes
+                + 64 * (len(self.emits) + len(self.dense_ends) + len(self.sparse_ends)))
 
 
 class TokenGroups:
@@ -329,11 +344,10 @@ class TokenAutomata:
             seen |= out.dense_bits[i]
             if last is None and lexer.accept[t] < 0 and not lexer.alive[t] & takes:
                 bits |= out.dense_bits[i]
-        for i, (t, last) in enumerate(out.sparse_ends):
-            ids = _ids_to_bits(out.sparse_ids[out.sparse_starts[i]:out.sparse_starts[i + 1]], self.words)
-            seen |= ids
-            if last is None and lexer.accept[t] < 0 and not lexer.alive[t] & takes:
-                bits |= ids
+        stays = [i for i, (t, last) in enumerate(out.sparse_ends)
+                 if last is None and lexer.accept[t] < 0 and not lexer.alive[t] & takes]
+        out.or_sparse(seen, list(range(len(out.sparse_ends))))
+        out.or_sparse(bits, stays)
         for emit in out.emits:
             seen |= groups.bits(emit.group)
         return bits | (groups.bits(0) & ~seen)
@@ -410,8 +424,7 @@ class TokenAutomata:
             bits = np.bitwise_or.reduce(out.dense_bits[sel], axis=0)
         sel = [i for i, end in enumerate(out.sparse_ends) if viable(end)]
         if sel:
-            ids = np.concatenate([out.sparse_ids[out.sparse_starts[i]:out.sparse_starts[i + 1]] for i in sel])
-            bits |= _ids_to_bits(ids, self.words)
+            out.or_sparse(bits, sel)   # bits is a new array: the reduction above made it
         for emit in out.emits:
             m, f = self._emit_mask(config, emit)
             floor = min(floor, f)
@@ -636,7 +649,9 @@ class TokenAutomata:
     def restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         """Take what an ``export`` of automata for the same grammar, lexer and vocabulary holds."""
         self.groups.restore({k[len("groups."):]: v for k, v in arrays.items() if k.startswith("groups.")})
-        rows = _RowPool.restore({k[len("rows."):]: v for k, v in arrays.items() if k.startswith("rows.")}, self.words)
+        rows = [r if r.any() else self._nothing
+                for r in _RowPool.restore({k[len("rows."):]: v for k, v in arrays.items() if k.startswith("rows.")},
+                                          self.words)]
         sparse_ids, sparse_starts = arrays["outcomes.sparse_ids"], arrays["outcomes.sparse_starts"]
         i = j = 0
         for lex, group, dense_ends, dense_rows, sparse_ends, emits in meta["outcomes"]:
@@ -649,7 +664,7 @@ class TokenAutomata:
             self._outcomes.put((_lex_tuple(lex), group), out, out.nbytes())
         for lex, group, states, row, depth in meta["trie"]:
             entry = _DEEPER if row < 0 else (rows[row], depth)
-            self._trie.put((_lex_tuple(lex), group, tuple(states)), entry, 64 if row < 0 else rows[row].nbytes + 64)
+            self._trie.put((_lex_tuple(lex), group, tuple(states)), entry, 64 if row < 0 else self._size(rows[row]))
 
     def stats(self) -> dict:
         return {"token_outcomes": len(self._outcomes), "token_groups": len(self.groups),
@@ -748,6 +763,24 @@ def _top(node, k: int) -> tuple:
 def _pack(flags: np.ndarray) -> np.ndarray:
     """bool [..., 32 * words] -> uint32 [..., words]; bit j of word i is flags[..., 32 * i + j]."""
     return np.packbits(flags, axis=-1, bitorder="little").view("<u4").astype(np.uint32, copy=False)
+
+
+def _class_words(ids: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For token-id classes in CSR form (``ids``, ``starts``): the distinct bitset words each
+    class touches, their bits, and CSR offsets, all classes at once."""
+    n = len(starts) - 1
+    if not len(ids):
+        return np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(n + 1, np.int64)
+    ids = np.asarray(ids, np.int64)
+    cls = np.repeat(np.arange(n, dtype=np.int64), np.diff(starts))
+    key = cls * (1 << 32) + (ids >> 5)
+    order = np.argsort(key, kind="stable")
+    key, bit = key[order], np.left_shift(np.uint32(1), (ids[order] & 31).astype(np.uint32))
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    words = np.bitwise_or.reduceat(bit, first)
+    index = key[first] & 0xFFFFFFFF
+    word_starts = np.searchsorted(key[first] >> 32, np.arange(n + 1))
+    return index, words, word_starts.astype(np.int64)
 
 
 def _ids_to_bits(ids: np.ndarray, words: int) -> np.ndarray:

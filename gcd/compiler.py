@@ -287,6 +287,15 @@ class GrammarCompiler:
                 bar.update()
                 if time.perf_counter() > deadline:
                     return
+            bar.total += len(warm)
+            for config in warm:  # and inside the lexemes they start: a string, a number, a name
+                out = automata.outcome((rec.fresh(config)[0][0], None), 0)
+                for end in out.dense_ends + out.sparse_ends:
+                    if end[1] is None and not rec.lexer.is_start(end[0]) and rec.is_viable((config, end))[0]:
+                        automata.group_mask(config, end, 0)
+                bar.update()
+                if time.perf_counter() > deadline:
+                    return
             for i, lex in enumerate(todo):  # breadth-first: the mid-lexeme states nearest the starts first
                 if time.perf_counter() > deadline:
                     return

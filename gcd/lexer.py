@@ -54,7 +54,7 @@ class Lexer:
         self.rows: list[list[int]] = []
         self.accept: list[int] = []
         self.alive: list[int] = []
-        self._before_rows: list[list[int] | None] = []   # per state, when a conditional match waits on the next byte
+        self.before_rows: list[list[int] | None] = []   # per state: match_before by next byte, if it varies
 
     @property
     def n_states(self) -> int:
@@ -98,7 +98,7 @@ class Lexer:
     def match_before(self, s: int, byte: int) -> int:
         """The terminal the lexeme is if it ends at state ``s`` and ``byte`` comes next
         (``terminals.END``: the text ends), -1 if none."""
-        row = self._before_rows[s]
+        row = self.before_rows[s]
         return self.accept[s] if row is None else row[byte]
 
     # -- the cache file ---------------------------------------------------------------------
@@ -126,10 +126,10 @@ class Lexer:
             self.alive = [sum(1 << i for i, _ in _pairs(k)) for k in self.keys]
             if self.has_lookahead:
                 self._before = arrays["before"]
-                self._before_rows = [row if any(x != a for x in row) else None
+                self.before_rows = [row if any(x != a for x in row) else None
                                      for row, a in zip(self._before.tolist(), self.accept)]
             else:
-                self._before_rows = [None] * len(self.keys)
+                self.before_rows = [None] * len(self.keys)
 
     # -- building ---------------------------------------------------------------------
     def _state(self, key: tuple) -> int:
@@ -184,7 +184,7 @@ class Lexer:
                 self._before[s] = before if before is not None else accept
             self.accept.append(accept)
             self.alive.append(sum(1 << i for i, _ in pairs))
-            self._before_rows.append(before)
+            self.before_rows.append(before)
             self.rows.append(row.tolist())
 
     def _prune(self, pairs: list[tuple[int, int]]) -> tuple:

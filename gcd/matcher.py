@@ -24,6 +24,7 @@ class Matcher:
         self._terminated = False
         self._history: tuple | None = None   # (state, terminated, older history) before each step
         self._steps = 0
+        self._view: tuple | None = None   # (bitmask, its data pointer, its numpy view or None) of the last fill
         self._eos = frozenset(compiled.vocab.eos_token_ids)
         self._special = compiled.vocab.special_token_ids
         self._size = compiled.vocab.size
@@ -42,14 +43,17 @@ class Matcher:
     def fill_bitmask(self, bitmask: torch.Tensor, row: int = 0) -> None:
         """Write the allowed tokens into ``bitmask[row]`` (int32; extra words are zeroed)."""
         words = self.mask().view(np.int32)
-        n, width = words.shape[0], bitmask.shape[-1]
-        if width < n:
-            raise ValueError(f"bitmask rows have {width} words, the vocabulary needs {n}")
-        if bitmask.device.type == "cpu":
-            target = bitmask.numpy()[row]   # shares memory: one numpy copy, no torch dispatch
+        view = self._view
+        if view is None or view[0] is not bitmask or view[1] != bitmask.data_ptr():
+            view = self._view = _numpy_view(bitmask, len(words))
+        target = view[2]
+        if target is not None:   # on the CPU: one numpy copy into the tensor's memory, no torch dispatch
+            target = target[row]
+            n = len(words)
             target[:n] = words
             target[n:] = 0
         else:
+            n = len(words)
             bitmask[row, :n].copy_(torch.from_numpy(words.copy()), non_blocking=False)
             bitmask[row, n:] = 0
 
@@ -121,3 +125,10 @@ class Matcher:
 
     def reset(self) -> None:
         self._state, self._terminated, self._history, self._steps = self._rec.initial, False, None, 0
+
+
+def _numpy_view(bitmask: torch.Tensor, words: int) -> tuple:
+    """(bitmask, data pointer, numpy view sharing its memory, or None off the CPU), checked once."""
+    if bitmask.shape[-1] < words:
+        raise ValueError(f"bitmask rows have {bitmask.shape[-1]} words, the vocabulary needs {words}")
+    return bitmask, bitmask.data_ptr(), bitmask.numpy() if bitmask.device.type == "cpu" else None

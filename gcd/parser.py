@@ -286,6 +286,10 @@ class Parser:
     # -- the work -------------------------------------------------------------------------
     def _compute_advance(self, config: Config, terminal: int) -> tuple[Config, int]:
         """``advance`` for a terminal class."""
+        if len(config) == 1:
+            hit = self._advance_one_stack(next(iter(config)), terminal)
+            if hit is not None:
+                return hit
         actions, gotos, rule_len, rule_lhs = (self.table.actions, self.table.gotos,
                                               self.table.rule_len, self.table.rule_lhs)
         floor = min(node.height for node in config)
@@ -321,6 +325,30 @@ class Parser:
                 if a >= 0:
                     shifted.setdefault(a, []).append(self._level_node(state, level, original))
         return frozenset(self._node(target, below) for target, below in shifted.items()), floor
+
+    def _advance_one_stack(self, node: Node, terminal: int) -> tuple[Config, int] | None:
+        """Plain LR parsing of one terminal on one stack, while every step has one action and
+        every node popped one node below it; None where that fails (then the general parser runs)."""
+        actions, gotos, rule_len, rule_lhs = (self.table.actions, self.table.gotos,
+                                              self.table.rule_len, self.table.rule_lhs)
+        floor = node.height
+        while True:
+            options = actions[node.state].get(terminal)
+            if not options:
+                return frozenset(), floor
+            if len(options) > 1:
+                return None
+            a = options[0]
+            if a >= 0:
+                return frozenset([self._node(a, (node,))]), floor
+            base = node
+            for _ in range(rule_len[-a - 1]):
+                if len(base.parents) != 1:
+                    return None
+                base = base.parents[0]
+            if base.height < floor:
+                floor = base.height
+            node = self._node(gotos[base.state][rule_lhs[-a - 1]], (base,))
 
     def _level_node(self, state: int, level: dict, original: dict) -> Node:
         node = original.get(state)

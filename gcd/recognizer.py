@@ -75,14 +75,14 @@ class Recognizer:
         """The state after ``data``; None when the text can no longer be a word's prefix."""
         config, (s, fallback) = state
         lexer, floor = self.lexer, UNREAD
-        rows, accept = lexer.rows, lexer.accept
+        rows, accept, before = lexer.rows, lexer.accept, lexer.before_rows
         for i in range(len(data)):
             b = data[i]
             t = rows[s][b]
             if t >= 0 and accept[t] >= 0:  # a match right after b: no earlier one matters
                 s, fallback = t, None
                 continue
-            m = lexer.match_before(s, b)
+            m = accept[s] if before[s] is None else before[s][b]   # the match before b, if any
             if m >= 0:  # the lexeme may end before b: take it, and b starts the next one
                 after, f = self.shift(config, m)
                 floor = min(floor, f)
@@ -152,12 +152,12 @@ class Recognizer:
         """``advance`` with the raw lexer state: (config, raw lexer state) after ``data``."""
         s, last = lex
         lexer, floor = self.lexer, UNREAD
-        rows, accept = lexer.rows, lexer.accept
+        rows, accept, before = lexer.rows, lexer.accept, lexer.before_rows
         i = 0
         while i < len(data):
             b = data[i]
             t = rows[s][b]
-            m = lexer.match_before(s, b)
+            m = accept[s] if before[s] is None else before[s][b]
             if t >= 0:
                 if accept[t] >= 0:
                     last = None
