@@ -56,23 +56,21 @@ class Outcome:
     sparse_starts: np.ndarray        # int64 [n_sparse + 1]: CSR offsets into sparse_ids
     emits: tuple[Emit, ...]
 
-    def __post_init__(self) -> None:
-        # each sparse class as the bitset words it touches: (word index, word) pairs, CSR
-        # offsets in word_starts; OR-ing a class into a mask is then one indexed update
-        index, words, starts = _class_words(self.sparse_ids, self.sparse_starts)
-        object.__setattr__(self, "word_index", index)
-        object.__setattr__(self, "word_bits", words)
-        object.__setattr__(self, "word_starts", starts)
-
     def or_sparse(self, bits: np.ndarray, classes: list[int]) -> None:
-        """OR the sparse classes ``classes`` into ``bits``."""
-        index, words, starts = self.word_index, self.word_bits, self.word_starts
+        """OR the sparse classes ``classes`` into ``bits``. Each class is kept, from the first
+        call on, as the bitset words it touches ((word index, word) pairs): OR-ing it is then
+        one indexed update."""
+        words = self.__dict__.get("_words")
+        if words is None:
+            words = _class_words(self.sparse_ids, self.sparse_starts)
+            object.__setattr__(self, "_words", words)
+        index, words, starts = words
         for i in classes:
             lo, hi = starts[i], starts[i + 1]
             bits[index[lo:hi]] |= words[lo:hi]
 
     def nbytes(self) -> int:
-        return (self.dense_bits.nbytes + self.sparse_ids.nbytes + 2 * self.word_index.nbytes
+        return (self.dense_bits.nbytes + 3 * self.sparse_ids.nbytes   # ids, and the words made of them
                 + 64 * (len(self.emits) + len(self.dense_ends) + len(self.sparse_ends)))
 
 
@@ -435,15 +433,14 @@ class TokenAutomata:
     def _emit_mask(self, config: Config, emit: Emit) -> tuple[np.ndarray | None, int]:
         """The tokens of an emit whose rests are viable once the parser has taken its terminal."""
         rec, groups = self.recognizer, self.groups
-        after, floor = rec.shift(config, emit.terminal)
-        if after is None:
+        next_state, floor = rec.after_lexeme(config, emit.terminal)
+        if next_state is None:
             return None, floor
-        (start, _), f = rec.fresh(after)
-        floor = min(floor, f)
+        after, start = next_state
         if not emit.replay and groups.is_whole(emit.group):  # whole tokens from the next lexeme's start
-            m, f = self.group_mask(after, (start, None), 0)
+            m, f = self.group_mask(after, start, 0)
             return m & groups.bits(emit.group), min(floor, f)
-        state, f = rec.advance_raw(after, (start, None), emit.replay)
+        state, f = rec.advance_raw(after, start, emit.replay)
         floor = min(floor, f)
         if state is None:
             return None, floor

@@ -272,7 +272,7 @@ class GrammarCompiler:
 
         rec = automata.recognizer
         configs = automata.explore(self.explore_configs)
-        starts = list(dict.fromkeys(rec.fresh(c)[0] for c in configs))
+        starts = list(dict.fromkeys(rec.lexeme_start(c)[0] for c in configs))
         warm = configs[: self.warm_masks]
         with tqdm(total=len(starts) + len(warm), desc="gcd: compiling grammar", delay=1.0,
                   disable=not self.progress, leave=False) as bar:
@@ -283,16 +283,7 @@ class GrammarCompiler:
                 if time.perf_counter() > deadline:
                     return
             for config in warm:  # masks of the first configurations: their sub-results are shared widely
-                automata.mask((config, rec.fresh(config)[0]))
-                bar.update()
-                if time.perf_counter() > deadline:
-                    return
-            bar.total += len(warm)
-            for config in warm:  # and inside the lexemes they start: a string, a number, a name
-                out = automata.outcome((rec.fresh(config)[0][0], None), 0)
-                for end in out.dense_ends + out.sparse_ends:
-                    if end[1] is None and not rec.lexer.is_start(end[0]) and rec.is_viable((config, end))[0]:
-                        automata.group_mask(config, end, 0)
+                automata.mask((config, rec.lexeme_start(config)[0]))
                 bar.update()
                 if time.perf_counter() > deadline:
                     return

@@ -48,7 +48,7 @@ class Recognizer:
                              cache_items)
         self.ignore_mask = ignore
         self._viable = LRU(cache_items)
-        self.initial: State = (self.parser.initial, self.fresh(self.parser.initial)[0])
+        self.initial: State = (self.parser.initial, self.lexeme_start(self.parser.initial)[0])
 
     def export(self) -> tuple[dict, dict]:
         """(JSON-able structure, arrays) to rebuild this recogniser from a cache file."""
@@ -56,19 +56,28 @@ class Recognizer:
         return {"table": self.parser.table.to_json(), "lexer": meta}, {f"lexer.{k}": v for k, v in arrays.items()}
 
     # -- parser steps ---------------------------------------------------------------------
-    def fresh(self, config: Config) -> tuple[LexState, int]:
+    def lexeme_start(self, config: Config) -> tuple[LexState, int]:
         """The lexer state at the start of a lexeme: its candidates are the terminals the
         parser can really take next (plus ignored ones). Lark's contextual lexer uses the
         LALR state's lookahead set instead, a superset after LALR state merging."""
         mask, floor = self.parser.next_terminals(config)
         return (self.lexer.start(mask), None), floor
 
-    def shift(self, config: Config, terminal: int) -> tuple[Config | None, int]:
+    def advance_parser(self, config: Config, terminal: int) -> tuple[Config | None, int]:
         """The parser after a completed lexeme (unchanged for ignored terminals); None if rejected."""
         if self.ignore_mask >> terminal & 1:
             return config, UNREAD
         nxt, floor = self.parser.advance(config, terminal)
         return (nxt or None), floor
+
+    def after_lexeme(self, config: Config, terminal: int) -> tuple[State | None, int]:
+        """The state at the start of the next lexeme once ``terminal`` ends this one; None if
+        the parser rejects it."""
+        after, floor = self.advance_parser(config, terminal)
+        if after is None:
+            return None, floor
+        lex, f = self.lexeme_start(after)
+        return (after, lex), min(floor, f)
 
     # -- decoding states ------------------------------------------------------------------
     def advance(self, state: State, data: bytes) -> tuple[State | None, int]:
@@ -84,13 +93,11 @@ class Recognizer:
                 continue
             m = accept[s] if before[s] is None else before[s][b]   # the match before b, if any
             if m >= 0:  # the lexeme may end before b: take it, and b starts the next one
-                after, f = self.shift(config, m)
+                fallback, f = self.after_lexeme(config, m)
                 floor = min(floor, f)
-                fallback = None
-                if after is not None:
-                    lex, f = self.fresh(after)
-                    fallback, f2 = self.advance((after, lex), data[i:i + 1])
-                    floor = min(floor, f, f2)
+                if fallback is not None:
+                    fallback, f = self.advance(fallback, data[i:i + 1])
+                    floor = min(floor, f)
             elif fallback is not None:
                 fallback, f = self.advance(fallback, data[i:i + 1])
                 floor = min(floor, f)
@@ -136,12 +143,11 @@ class Recognizer:
                 return accepting, min(floor, f)
             m = self.lexer.match_before(s, END)
             if m >= 0:
-                config, f = self.shift(config, m)
+                after, f = self.after_lexeme(config, m)
                 floor = min(floor, f)
-                if config is None:
+                if after is None:
                     return False, floor
-                (s, fallback), f = self.fresh(config)
-                floor = min(floor, f)
+                config, (s, fallback) = after
             elif fallback is None:
                 return False, floor
             else:
@@ -173,13 +179,11 @@ class Recognizer:
                 terminal, replay = last[0], last[1] + data[i:i + 1]
             else:
                 return None, floor
-            config, f = self.shift(config, terminal)
+            after, f = self.after_lexeme(config, terminal)
             floor = min(floor, f)
-            if config is None:
+            if after is None:
                 return None, floor
-            (s, _), f = self.fresh(config)
-            floor = min(floor, f)
-            after, f = self.advance_raw(config, (s, None), replay)
+            after, f = self.advance_raw(after[0], after[1], replay)
             floor = min(floor, f)
             if after is None:
                 return None, floor
@@ -193,13 +197,12 @@ class Recognizer:
         viable, floor = self._main_viable(config, s)
         if viable or last is None:
             return viable, floor
-        after, f = self.shift(config, last[0])
+        after, f = self.after_lexeme(config, last[0])
         floor = min(floor, f)
         if after is None:
             return False, floor
-        lex, f = self.fresh(after)
-        state, f2 = self.advance_raw(after, (lex[0], None), last[1])
-        floor = min(floor, f, f2)
+        state, f = self.advance_raw(after[0], after[1], last[1])
+        floor = min(floor, f)
         if state is None:
             return False, floor
         viable, f = self.is_viable_raw(*state)

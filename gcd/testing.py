@@ -300,17 +300,22 @@ def reference_allowed(grammar: Grammar, vocab: Vocabulary, prefix: bytes) -> set
 
     ``{t : grammar.accepts_prefix(prefix + bytes(t))}`` over non-special tokens, plus the EOS
     ids iff ``grammar.accepts(prefix)``. Special tokens (``None``/``b""`` entries, declared
-    special ids) are never allowed. Costs one ``accepts_prefix`` call per token.
+    special ids) are never allowed. The grammar's byte-level recogniser reads the prefix once
+    and then each token from there (the same as ``accepts_prefix`` on the joined bytes), so a
+    call costs one token's bytes per vocabulary token.
     """
-    prefix = bytes(prefix)
-    allowed = set(vocab.eos_token_ids) if grammar.accepts(prefix) else set()
+    rec = grammar.recognizer
+    state, _ = rec.advance(rec.initial, bytes(prefix))
+    if state is None:
+        return set()
+    allowed = set(vocab.eos_token_ids) if rec.is_accepting(state)[0] else set()
     special = vocab.special_token_ids
     for t in range(vocab.size):
-        if t in special:
-            continue
         data = vocab.token_bytes(t)
-        if data and grammar.accepts_prefix(prefix + data):
-            allowed.add(t)
+        if data and t not in special:
+            after, _ = rec.advance(state, data)
+            if after is not None and rec.is_viable(after)[0]:
+                allowed.add(t)
     return allowed
 
 

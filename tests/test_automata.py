@@ -12,20 +12,12 @@ import numpy as np
 import pytest
 
 import gcd
+from gcd.testing import reference_allowed
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 JSON_DOCS = [json.loads(line)["text"] for line in (DATA / "json_docs.jsonl").read_text().splitlines() if line.strip()]
 SQL = [q for q in (DATA / "sql_queries.txt").read_text().splitlines() if q.strip()]
-
-
-def brute_force_allowed(grammar: gcd.Grammar, vocab: gcd.Vocabulary, prefix: bytes) -> set[int]:
-    """Every token whose bytes keep ``prefix`` completable, plus EOS iff it is a word."""
-    rec = grammar.recognizer
-    state, _ = rec.advance(rec.initial, prefix)
-    allowed = {t for t in range(vocab.size) if vocab.token_bytes(t)
-               and (after := rec.advance(state, vocab.token_bytes(t))[0]) is not None and rec.is_viable(after)[0]}
-    return allowed | (set(vocab.eos_token_ids) if rec.is_accepting(state)[0] else set())
 
 
 def streams(tokenizer, texts: list[str], n: int) -> list[int]:
@@ -61,8 +53,11 @@ def workloads(smollm2_tokenizer):
 @pytest.mark.parametrize("name", ["json", "sql"])
 def test_eight_threads_on_a_fresh_compile(name, workloads, smollm2_vocab):
     grammar, docs = workloads[name]
-    reference = walk_digests(gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False)
-                             .compile(grammar), docs, 1000)
+    def single_threaded(docs_order):
+        compiler = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False, precompute_seconds=0)
+        return walk_digests(compiler.compile(grammar), docs_order, 1000)
+
+    reference = single_threaded(docs)
     shared = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False, precompute_seconds=0).compile(grammar)
     results, errors = [None] * 8, []
 
@@ -84,14 +79,12 @@ def test_eight_threads_on_a_fresh_compile(name, workloads, smollm2_vocab):
         sys.setswitchinterval(interval)
     assert not errors, errors
     for i, got in enumerate(results):
-        rotated = docs[i % 3:] + docs[:i % 3]
-        assert got == walk_digests(gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False)
-                                   .compile(grammar), rotated, 1000) if i % 3 else got == reference, i
+        assert got == (single_threaded(docs[i % 3:] + docs[:i % 3]) if i % 3 else reference), i
     # and against brute force at a few steps of the shared compile's run
     m, prefix = shared.matcher(), b""
     for step, t in enumerate(docs[0][:60]):
         if step % 20 == 7:
-            assert set(m.allowed_token_ids().tolist()) == brute_force_allowed(grammar, smollm2_vocab, prefix)
+            assert set(m.allowed_token_ids().tolist()) == reference_allowed(grammar, smollm2_vocab, prefix)
         assert m.consume_token(t)
         prefix += smollm2_vocab.token_bytes(t)
 
@@ -103,11 +96,19 @@ def test_tiny_caches_give_the_same_masks(name, workloads, smollm2_vocab):
     grammar, docs = workloads[name]
     unbounded = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False).compile(grammar)
     tiny = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False, precompute_seconds=0,
-                               cache_bytes=512 << 10).compile(grammar)
-    assert walk_digests(tiny, docs, 500) == walk_digests(unbounded, docs, 500)
+                               cache_bytes=1 << 20).compile(grammar)
+    evictions = [0]
     automata = tiny.automata
-    assert automata._masks.nbytes <= 128 << 10 and automata._outcomes.nbytes <= 192 << 10
-    assert len(automata.recognizer.parser._advance) <= 128
+    for cache in (automata._outcomes, automata._masks, automata._trie, automata._top):
+        def counted(key, value, nbytes=0, cache=cache, put=cache.put):
+            before = len(cache)
+            put(key, value, nbytes)
+            evictions[0] += before + 1 - len(cache)
+        cache.put = counted
+    assert walk_digests(tiny, docs, 500) == walk_digests(unbounded, docs, 500)
+    assert evictions[0] > 100, evictions   # the caches really were too small
+    assert automata._masks.nbytes <= 256 << 10 and automata._outcomes.nbytes <= 384 << 10
+    assert len(automata.recognizer.parser._advance) <= 256
 
 
 def test_fallbacks_do_not_grow_with_the_text(smollm2_tokenizer, smollm2_vocab):
@@ -126,7 +127,7 @@ def test_fallbacks_do_not_grow_with_the_text(smollm2_tokenizer, smollm2_vocab):
     assert m.is_accepting()
     m = compiled.matcher()
     m.consume_bytes(query[:60])
-    assert set(m.allowed_token_ids().tolist()) == brute_force_allowed(grammar, smollm2_vocab, query[:60].encode())
+    assert set(m.allowed_token_ids().tolist()) == reference_allowed(grammar, smollm2_vocab, query[:60].encode())
 
 
 def test_a_fallback_that_stays_alive():
@@ -141,7 +142,7 @@ def test_a_fallback_that_stays_alive():
     m, prefix = compiled.matcher(), b""
     for _ in range(60):
         allowed = set(m.allowed_token_ids().tolist())
-        assert allowed == brute_force_allowed(grammar, vocab, prefix), prefix
+        assert allowed == reference_allowed(grammar, vocab, prefix), prefix
         t = int(rng.choice(sorted(allowed - {len(pieces) - 1})))
         assert m.consume_token(t)
         prefix += vocab.token_bytes(t)

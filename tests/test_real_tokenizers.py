@@ -11,27 +11,12 @@ import numpy as np
 import pytest
 
 import gcd
+from gcd.testing import reference_allowed
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 JSON_DOCS = [json.loads(line)["text"] for line in (DATA / "json_docs.jsonl").read_text().splitlines() if line.strip()]
 SQL = [q for q in (DATA / "sql_queries.txt").read_text().splitlines() if q.strip()]
-
-
-def brute_force_allowed(grammar: gcd.Grammar, vocab: gcd.Vocabulary, prefix: bytes) -> set[int]:
-    """Every token whose bytes keep ``prefix`` completable, plus EOS iff it is a word."""
-    rec = grammar.recognizer
-    state, _ = rec.advance(rec.initial, prefix)
-    allowed = set()
-    for t in range(vocab.size):
-        data = vocab.token_bytes(t)
-        if data:
-            after, _ = rec.advance(state, data)
-            if after is not None and rec.is_viable(after)[0]:
-                allowed.add(t)
-    if rec.is_accepting(state)[0]:
-        allowed |= set(vocab.eos_token_ids)
-    return allowed
 
 
 def walk(compiled: gcd.CompiledGrammar, tokenizer, text: str, check_steps: set[int] = frozenset()) -> None:
@@ -46,7 +31,7 @@ def walk(compiled: gcd.CompiledGrammar, tokenizer, text: str, check_steps: set[i
         word = int(bitmask[0, t // 32]) & 0xFFFFFFFF
         assert word >> (t % 32) & 1, f"token {i} ({tokenizer.convert_ids_to_tokens(t)!r}) masked out after {prefix[-40:]!r}"
         if i in check_steps:
-            assert set(m.allowed_token_ids().tolist()) == brute_force_allowed(grammar, vocab, prefix), prefix[-40:]
+            assert set(m.allowed_token_ids().tolist()) == reference_allowed(grammar, vocab, prefix), prefix[-40:]
         assert not any(m.is_token_allowed(e) for e in vocab.eos_token_ids) or grammar.accepts(prefix)
         assert m.consume_token(t)
         prefix += vocab.token_bytes(t)
