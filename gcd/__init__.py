@@ -5,11 +5,14 @@
     m = compiled.matcher()
     m.fill_bitmask(bitmask, row=0); m.consume_token(token_id); m.is_accepting()
 """
+from gcd.asap import ASApTrie
 from gcd.compiler import CompiledGrammar, GrammarCompiler
-from gcd.errors import GCDError, GrammarError, VocabularyError
+from gcd.errors import GCDError, GrammarError, StoreError, VocabularyError
 from gcd.grammar import Grammar
+from gcd.lm import HFLanguageModel, LanguageModel
 from gcd.masks import allocate_token_bitmask, apply_token_bitmask_, bitmask_to_bool
 from gcd.matcher import Matcher
+from gcd.sampling import Sample, Samples, sample
 from gcd.vocab import Vocabulary
 
 __version__ = "0.1.0"
@@ -18,23 +21,30 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """``gcd.GrammarLogitsProcessor`` without importing transformers at ``import gcd``."""
     if name == "GrammarLogitsProcessor":
-        from gcd.hf import GrammarLogitsProcessor
+        from gcd.processor import GrammarLogitsProcessor
 
         return GrammarLogitsProcessor
     raise AttributeError(f"module 'gcd' has no attribute {name!r}")
 
 
 __all__ = [
+    "ASApTrie",
     "CompiledGrammar",
     "GCDError",
     "Grammar",
     "GrammarCompiler",
     "GrammarError",
     "GrammarLogitsProcessor",
+    "HFLanguageModel",
+    "LanguageModel",
     "Matcher",
+    "Sample",
+    "Samples",
+    "StoreError",
     "Vocabulary",
     "VocabularyError",
     "allocate_token_bitmask",
     "apply_token_bitmask_",
     "bitmask_to_bool",
+    "sample",
 ]

@@ -78,6 +78,10 @@ def _seed(text: str) -> int:
     return _positive(text, least=0)
 
 
+def _trailing(text: str) -> int | None:
+    return None if text == "none" else _positive(text, least=0)
+
+
 def _temperature(text: str) -> float:
     try:
         value = float(text)
@@ -108,15 +112,23 @@ def _parser() -> argparse.ArgumentParser:
                         help="smollm2, gemma3, a .gguf file, a local model folder or a Hub id")
     sample.add_argument("--max-new-tokens", type=_positive, default=256, metavar="N",
                         help="stop after N tokens (an output that is not a word by then is reported incomplete)")
-    sample.add_argument("--temperature", type=_temperature, default=0.0, metavar="T",
-                        help="0: greedy; > 0: sampling at temperature T")
+    sample.add_argument("--temperature", type=_temperature, default=None, metavar="T",
+                        help="0: greedy; > 0: sampling at temperature T (default: 0 for mask, 1 for the others)")
     sample.add_argument("--num-samples", type=_positive, default=1, metavar="K",
-                        help="samples to draw (needs --temperature > 0)")
+                        help="samples to draw (mask: needs --temperature > 0; smc: runs)")
     sample.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (sampling)")
     sample.add_argument("--threads", type=_positive, default=default_threads(), metavar="N",
                         help="torch CPU threads")
-    sample.add_argument("--method", choices=["mask"], default="mask",
-                        help="mask: the model's distribution restricted to allowed tokens, step by step")
+    sample.add_argument("--method", choices=["mask", "awrs", "smc", "asap"], default="mask",
+                        help="mask: the model restricted to allowed tokens, step by step (through HF generate); "
+                             "awrs: the same tokens by weighted rejection sampling (a few checks a token); "
+                             "smc: sequential Monte Carlo over --particles, faithful to the model conditioned "
+                             "on the grammar (prints one particle per run, drawn by weight); asap: grammar-aligned "
+                             "sampling whose samples approach that target as they accumulate")
+    sample.add_argument("--particles", type=_positive, default=4, metavar="N", help="smc: particles per run")
+    sample.add_argument("--max-trailing", type=_trailing, default=2, metavar="N",
+                        help="once the text is a word, at most N tokens of %%ignore text (whitespace) before EOS "
+                             "is forced ('none': no bound)")
     sample.add_argument("--json", action="store_true", help="print one JSON object with texts, token counts, timings")
     sample.set_defaults(run=_sample)
 
@@ -162,8 +174,12 @@ def _sample(args: argparse.Namespace) -> int:
     from gcd.hf import load_model
     from gcd.vocab import Vocabulary
 
-    if args.num_samples > 1 and args.temperature == 0:
+    if args.temperature is None:
+        args.temperature = 0.0 if args.method == "mask" else 1.0
+    if args.method == "mask" and args.num_samples > 1 and args.temperature == 0:
         raise _UsageError("gcd sample", "--num-samples > 1 needs --temperature > 0 (0 is greedy: one output)")
+    if args.method != "mask" and args.temperature == 0:
+        raise _UsageError("gcd sample", f"--method {args.method} samples: it needs --temperature > 0")
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -175,20 +191,20 @@ def _sample(args: argparse.Namespace) -> int:
     compiled = GrammarCompiler(Vocabulary.from_hf(tokenizer), progress=sys.stderr.isatty()).compile(grammar)
     t2 = time.perf_counter()
     torch.manual_seed(args.seed)
+    if args.method != "mask":
+        return _sample_faithful(args, model, tokenizer, compiled, prompt, {"load_seconds": round(t1 - t0, 3),
+                                                                           "compile_seconds": round(t2 - t1, 3)})
     # one sample to a terminal streams; a pipe gets only finished words, at the end
     streaming = args.num_samples == 1 and not args.json and sys.stdout.isatty()
     stream = (lambda text: print(text, end="", flush=True)) if streaming else None
     outputs = generate(model, tokenizer, compiled, [prompt], max_new_tokens=args.max_new_tokens,
                        temperature=args.temperature, num_samples=args.num_samples,
-                       progress=sys.stderr.isatty(), stream=stream)
+                       progress=sys.stderr.isatty(), stream=stream, max_trailing=args.max_trailing)
     seconds = time.perf_counter() - t2
     tokens = sum(len(o.token_ids) for o in outputs)
-    incomplete = [i for i, o in enumerate(outputs) if not o.complete]
     if args.json:
         print(json.dumps({
-            "model": args.model, "grammar": args.grammar, "prompt": prompt, "method": args.method,
-            "temperature": args.temperature, "seed": args.seed, "max_new_tokens": args.max_new_tokens,
-            "threads": args.threads,
+            **_settings(args, prompt),
             "samples": [{"text": o.text, "complete": o.complete, "stopped": o.stopped, "tokens": len(o.token_ids)}
                         for o in outputs],
             "tokens": tokens, "load_seconds": round(t1 - t0, 3), "compile_seconds": round(t2 - t1, 3),
@@ -196,17 +212,75 @@ def _sample(args: argparse.Namespace) -> int:
         }, ensure_ascii=False, indent=2))
     elif streaming:
         print()
-    else:
-        for i, o in enumerate(outputs):
-            if o.complete:
+    return _report(args, [(o.text, bool(o.complete), len(o.token_ids)) for o in outputs], printed=not args.json
+                   and not streaming)
+
+
+def _settings(args: argparse.Namespace, prompt: str) -> dict:
+    return {"model": args.model, "grammar": args.grammar, "prompt": prompt, "method": args.method,
+            "temperature": args.temperature, "seed": args.seed, "max_new_tokens": args.max_new_tokens,
+            "max_trailing": args.max_trailing, "threads": args.threads,
+            **({"particles": args.particles} if args.method == "smc" else {})}
+
+
+def _report(args: argparse.Namespace, outputs: list[tuple[str, bool, int]], printed: bool) -> int:
+    """Print the complete outputs (unless ``printed`` is False) and say which are incomplete."""
+    if printed:
+        for i, (text, complete, tokens) in enumerate(outputs):
+            if complete:
                 if len(outputs) > 1:
-                    print(f"# sample {i + 1}/{len(outputs)} ({len(o.token_ids)} tokens)")
-                print(o.text)
+                    print(f"# sample {i + 1}/{len(outputs)} ({tokens} tokens)")
+                print(text)
+    incomplete = [i for i, o in enumerate(outputs) if not o[1]]
     for i in incomplete:
         which = f"sample {i + 1}/{len(outputs)}" if len(outputs) > 1 else "the output"
         _fail(f"{which} is incomplete: --max-new-tokens {args.max_new_tokens} ran out before it was a word "
-              f"of the grammar; partial text: {outputs[i].text!r}")
+              f"of the grammar (or no allowed token had any probability); partial text: {outputs[i][0]!r}")
     return 1 if incomplete else 0
+
+
+def _finite(x: float | None) -> float | None:
+    """JSON has no infinities: -inf (no weight) is written as null."""
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _sample_faithful(args: argparse.Namespace, model, tokenizer, compiled: CompiledGrammar, prompt: str,
+                     timings: dict) -> int:
+    """``--method awrs|smc|asap`` through ``gcd.sample``; SMC prints one particle per run, drawn by weight."""
+    import numpy as np
+
+    from gcd.hf import chat_prompt
+    from gcd.lm import HFLanguageModel
+    from gcd.sampling import sample
+
+    t0 = time.perf_counter()
+    lm = HFLanguageModel(model, tokenizer, chat_prompt(tokenizer, prompt))
+    out = sample(lm, compiled, args.method, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
+                 seed=args.seed, temperature=args.temperature, max_trailing=args.max_trailing,
+                 particles=args.particles)
+    seconds = time.perf_counter() - t0
+    tokens = sum(len(s.token_ids) for s in out)
+    if args.method == "smc":   # one output per run: a particle drawn by its weight
+        rng = np.random.default_rng(args.seed)
+        shown = []
+        for r in range(args.num_samples):
+            run = [s for s in out if s.run == r]
+            w = np.array([s.log_weight for s in run])
+            shown.append(run[int(rng.choice(len(run), p=np.exp(w - w.max()) / np.exp(w - w.max()).sum()))]
+                         if np.isfinite(w).any() else max(run, key=lambda s: len(s.token_ids)))
+    else:
+        shown = list(out)
+    if args.json:
+        print(json.dumps({
+            **_settings(args, prompt),
+            "samples": [{"text": s.text, "finished": s.finished, "log_weight": _finite(s.log_weight), "run": s.run,
+                         "tokens": len(s.token_ids), "checks": s.checks,
+                         "checks_per_token": round(s.checks / max(1, len(s.token_ids)), 3)} for s in out],
+            "log_evidence": _finite(out.log_evidence), "tokens": tokens, **timings,
+            "generate_seconds": round(seconds, 3), "tokens_per_second": round(tokens / seconds, 2),
+            "forward_passes": lm.forward_passes,
+        }, ensure_ascii=False, indent=2))
+    return _report(args, [(s.text, s.finished, len(s.token_ids)) for s in shown], printed=not args.json)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -13,10 +13,13 @@ import functools
 import gc
 import hashlib
 import os
+import re
 import threading
 import time
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 from gcd import store
 from gcd.automata import TokenAutomata, vocabulary_groups
@@ -58,11 +61,34 @@ class CompiledGrammar:
         self.automata = automata
         self.compile_seconds = compile_seconds
         self.cache_key = cache_key
+        self._ignorable: np.ndarray | None = None
 
-    def matcher(self):
+    def matcher(self, *, max_trailing: int | None = None):
+        """A new ``Matcher`` at the start of the text. ``max_trailing``: once the text is a word
+        and this many tokens made only of ``%ignore`` text (whitespace, comments) have followed
+        it, only EOS (default None: no bound, the grammar's exact language)."""
         from gcd.matcher import Matcher
 
-        return Matcher(self)
+        return Matcher(self, max_trailing=max_trailing)
+
+    def ignorable_tokens(self) -> np.ndarray:
+        """bool ``[V]`` (read-only): tokens whose text is one or more ``%ignore`` lexemes."""
+        if self._ignorable is None:
+            patterns = [t.pattern.to_regexp() for t in self.grammar.terminals if t.name in self.grammar.ignore]
+            flags = np.zeros(self.vocab.size, dtype=bool)
+            if patterns:
+                whole = re.compile("(?:" + "|".join(f"(?:{p})" for p in patterns) + ")+")
+                specials = self.vocab.special_token_ids
+                for t in range(self.vocab.size):
+                    data = self.vocab.token_bytes(t)
+                    if data and t not in specials:
+                        try:
+                            flags[t] = whole.fullmatch(data.decode("utf-8")) is not None
+                        except UnicodeDecodeError:
+                            pass
+            flags.flags.writeable = False
+            self._ignorable = flags
+        return self._ignorable
 
     @property
     def bitmask_width(self) -> int:

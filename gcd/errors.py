@@ -31,3 +31,8 @@ class GrammarError(GCDError):
 class VocabularyError(GCDError, ValueError):
     """A vocabulary cannot be built: a tokenizer whose tokens cannot be mapped to bytes, or
     ``Vocabulary(...)`` arguments of the wrong type or out of range."""
+
+
+class StoreError(GCDError):
+    """A cache file (or pickled compiled grammar) that cannot be used: not one of gcd's,
+    truncated, altered, or unreadable."""

@@ -11,7 +11,9 @@ import torch
 from transformers import LogitsProcessor
 
 from gcd.compiler import CompiledGrammar
-from gcd.hf import GrammarLogitsProcessor, chat_prompt
+from gcd.hf import chat_prompt
+from gcd.processor import GrammarLogitsProcessor
+from gcd.sampling import DEFAULT_MAX_TRAILING
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -34,7 +36,8 @@ class Completion:
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, compiled: CompiledGrammar | None,
              prompts: Sequence[str], *, max_new_tokens: int = 256, temperature: float = 0.0,
              num_samples: int = 1, num_beams: int = 1, chat: bool = True, progress: bool = False,
-             stream: Callable[[str], None] | None = None) -> list[Completion]:
+             stream: Callable[[str], None] | None = None,
+             max_trailing: int | None = DEFAULT_MAX_TRAILING) -> list[Completion]:
     """``num_samples`` completions per prompt (in prompt order) in one batch.
 
     ``temperature`` 0 is greedy search (beam search with ``num_beams`` > 1), otherwise sampling;
@@ -42,7 +45,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, compile
     unconstrained. ``chat`` wraps each prompt in the tokenizer's chat template, if it has one.
     ``progress`` shows a progress bar (one tick per generated token) on stderr. ``stream``
     (one prompt, one sample, no beams) is called with the text as it is generated, piece by
-    piece, up to EOS.
+    piece, up to EOS. ``max_trailing`` bounds ``%ignore``-only tokens after the text is a
+    word (then EOS is forced; ``None``: no bound), see ``gcd.Matcher``.
     """
     if stream is not None and (len(prompts) != 1 or num_samples != 1 or num_beams != 1):
         raise ValueError("stream needs one prompt, one sample and no beam search")
@@ -60,7 +64,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, compile
         inputs = inputs.to(model.device)
     finally:
         tokenizer.padding_side = side
-    processors: list[LogitsProcessor] = [GrammarLogitsProcessor(compiled)] if compiled is not None else []
+    processors: list[LogitsProcessor] = [GrammarLogitsProcessor(compiled, max_trailing=max_trailing)] if compiled is not None else []
     sampling = temperature > 0
     streamer = _Streamer(stream, compiled, tokenizer, set(eos)) if stream is not None else None
     with tqdm(total=max_new_tokens, desc="gcd: generating", unit="tok", disable=not progress or streamer is not None,

@@ -1,5 +1,5 @@
 """Hugging Face integration: tokenizer and model loading (built-in GGUF models SmolLM2-135M-Instruct
-and Gemma 3 270M, local folders) and ``GrammarLogitsProcessor`` for ``model.generate``.
+and Gemma 3 270M, local folders); ``GrammarLogitsProcessor`` (``gcd.processor``) for ``model.generate``.
 
 This module imports transformers (``import gcd`` alone does not).
 """
@@ -12,22 +12,17 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from transformers import LogitsProcessor
 
-from gcd.compiler import CompiledGrammar, default_cache_dir
+from gcd.compiler import default_cache_dir
 from gcd.errors import GCDError
-from gcd.masks import allocate_token_bitmask, apply_token_bitmask_
+from gcd.processor import GrammarLogitsProcessor
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from gcd.matcher import Matcher
 
 __all__ = ["GrammarLogitsProcessor", "chat_prompt", "default_model_source", "load_model", "load_tokenizer",
            "model_source"]
@@ -200,83 +195,3 @@ def chat_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
         return prompt
     return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                          add_generation_prompt=True)
-
-
-class GrammarLogitsProcessor(LogitsProcessor):
-    """Constrains ``model.generate`` to words of a grammar::
-
-        proc = GrammarLogitsProcessor(compiled)
-        model.generate(**inputs, logits_processor=[proc], eos_token_id=proc.eos_token_ids)
-
-    ``compiled`` is one ``CompiledGrammar`` for every row, or one per prompt (rows are
-    assigned in order, in equal blocks: beams and ``num_return_sequences`` copies of a prompt
-    share its grammar). Works with greedy search, sampling and beam search, left-padded
-    batches and any prompt: each call advances the matchers by the tokens after the prompt,
-    found again from ``input_ids`` (so beam reordering is harmless). Disallowed logits become
-    ``-inf`` on the logits' device; EOS is allowed exactly when the text is a complete word,
-    and is the only token allowed once generated. A new prompt batch starts a fresh state, so
-    one processor serves many ``generate`` calls (``reset()`` forces it).
-    """
-
-    def __init__(self, compiled: CompiledGrammar | Sequence[CompiledGrammar]) -> None:
-        grammars = [compiled] if isinstance(compiled, CompiledGrammar) else list(compiled)
-        if not grammars or not all(isinstance(g, CompiledGrammar) for g in grammars):
-            raise TypeError("GrammarLogitsProcessor needs a CompiledGrammar or a non-empty sequence of them")
-        self.grammars = grammars
-        self.eos_token_ids: list[int] = sorted({e for g in grammars for e in g.vocab.eos_token_ids})
-        self._vocab_size = max(g.vocab.size for g in grammars)
-        self._width = max(g.bitmask_width for g in grammars)
-        self._eos_words = np.zeros(self._width, dtype=np.uint32)
-        for e in self.eos_token_ids:
-            self._eos_words[e >> 5] |= np.uint32(1 << (e & 31))
-        self._bitmask = allocate_token_bitmask(0, 32 * self._width)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the current batch: the next call starts from its ``input_ids`` as the prompt."""
-        self._prompt: torch.Tensor | None = None
-        self._matchers: dict[tuple[int, tuple[int, ...]], Matcher | None] = {}  # None: dead row
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        rows, length = input_ids.shape
-        if scores.shape[-1] < self._vocab_size:
-            raise ValueError(f"logits have {scores.shape[-1]} columns, the grammar's vocabulary {self._vocab_size}")
-        if rows % len(self.grammars):
-            raise ValueError(f"{rows} rows cannot be split among {len(self.grammars)} grammars")
-        prompt = self._prompt
-        if (prompt is None or prompt.shape[0] != rows or length <= prompt.shape[1]
-                or not torch.equal(input_ids[:, :prompt.shape[1]], prompt)):
-            prompt = self._prompt = input_ids.clone()
-            self._matchers = {}
-        block = rows // len(self.grammars)
-        generated = input_ids[:, prompt.shape[1]:].tolist()
-        keys = [(row // block, tuple(tokens)) for row, tokens in enumerate(generated)]
-        self._matchers = {key: self._advance(key) for key in dict.fromkeys(keys)}
-        if self._bitmask.shape[0] != rows:
-            self._bitmask = allocate_token_bitmask(rows, 32 * self._width)
-        words = self._bitmask.numpy()
-        for row, key in enumerate(keys):
-            matcher = self._matchers[key]
-            if matcher is None:
-                words[row] = self._eos_words.view(np.int32)
-            else:
-                matcher.fill_bitmask(self._bitmask, row)
-        return apply_token_bitmask_(scores, self._bitmask)
-
-    def _advance(self, key: tuple[int, tuple[int, ...]]) -> Matcher | None:
-        """The matcher after ``key``'s tokens: its parent's (last call) plus one token, or replayed."""
-        grammar, tokens = key
-        parent_key = (grammar, tokens[:-1])
-        if tokens and parent_key in self._matchers:
-            parent, todo = self._matchers[parent_key], tokens[-1:]
-        else:
-            parent, todo = self.grammars[grammar].matcher(), tokens
-        if parent is None or parent.is_terminated():
-            return parent
-        matcher = parent.copy()
-        for token in todo:
-            if matcher.is_terminated():
-                break  # generate pads finished rows
-            if not matcher.consume_token(token):
-                return None  # e.g. a beam kept at -inf score
-        return matcher

@@ -14,15 +14,27 @@ class Matcher:
     word i set iff token ``32*i + j`` is allowed. EOS is allowed exactly when the text so far
     is a complete word; after EOS is consumed only EOS stays allowed. ``copy()`` is O(1)
     whatever the history: the history is a persistent list shared by the copies.
+
+    ``max_trailing``: once the text is a word and this many tokens that are only ``%ignore``
+    text (``CompiledGrammar.ignorable_tokens``) have followed it, only EOS (0: EOS as soon as
+    the text is a word). ``None`` (the
+    default) is the grammar's exact language; samplers and the CLI set a small bound, since a
+    model that wants to stop in a way the grammar forbids (a closing code fence) otherwise
+    pads a finished word with whitespace until its token budget runs out.
     """
 
-    def __init__(self, compiled: CompiledGrammar) -> None:
+    def __init__(self, compiled: CompiledGrammar, *, max_trailing: int | None = None) -> None:
+        if max_trailing is not None and (not isinstance(max_trailing, int) or max_trailing < 0):
+            raise ValueError(f"max_trailing must be None or an int >= 0, not {max_trailing!r}")
         self.compiled = compiled
+        self.max_trailing = max_trailing
+        self._ignorable = compiled.ignorable_tokens() if max_trailing is not None else None
         self._automata = compiled.automata
         self._rec = compiled.automata.recognizer
         self._state = self._rec.initial
         self._terminated = False
-        self._history: tuple | None = None   # (state, terminated, older history) before each step
+        self._trailing = 0   # ignorable-only tokens since the text last became a word
+        self._history: tuple | None = None   # (state, terminated, trailing, older history) before each step
         self._steps = 0
         self._view: tuple | None = None   # (bitmask, its data pointer, its numpy view or None) of the last fill
         self._eos = frozenset(compiled.vocab.eos_token_ids)
@@ -36,9 +48,14 @@ class Matcher:
 
     def mask(self) -> np.ndarray:
         """The allowed-token bitset as uint32 ``[ceil(V/32)]`` (read-only: it is shared)."""
-        if self._terminated:
+        if self._terminated or self._trailing_full():
             return self._automata.eos_bits
         return self._automata.mask(self._state)
+
+    def _trailing_full(self) -> bool:
+        """The bound on trailing ignorable tokens is reached (and the text is a word)."""
+        return (self.max_trailing is not None and self._trailing >= self.max_trailing
+                and self._rec.is_accepting(self._state)[0])
 
     def fill_bitmask(self, bitmask: torch.Tensor, row: int = 0) -> None:
         """Write the allowed tokens into ``bitmask[row]`` (int32; extra words are zeroed)."""
@@ -62,30 +79,39 @@ class Matcher:
         bits = np.unpackbits(self.mask().view(np.uint8), bitorder="little")[: self._size]
         return np.flatnonzero(bits)
 
-    def is_token_allowed(self, token_id: int) -> bool:
-        """Would ``consume_token(token_id)`` succeed? (False for ids outside the vocabulary.)"""
-        token_id = int(token_id)
-        if not 0 <= token_id < self._size:
-            return False
-        return bool(self.mask()[token_id >> 5] >> (token_id & 31) & 1)
+    def accepts_token(self, token_id: int) -> bool:
+        """Would ``consume_token(token_id)`` succeed? Checks this one token only (no mask is
+        computed, nothing advances): microseconds once the step is memoised."""
+        return self._next(token_id) is not None
 
     def consume_token(self, token_id: int) -> bool:
         """Advance by one token; False (state unchanged) if it is not allowed."""
+        nxt = self._next(token_id)
+        if nxt is None:
+            return False
+        self._push(*nxt)
+        return True
+
+    def _next(self, token_id: int) -> tuple | None:
+        """(state, terminated, trailing) after ``token_id``, or None if it is not allowed."""
         token_id = int(token_id)
         if not 0 <= token_id < self._size:
-            return False
+            return None
         if token_id in self._eos:
             if not (self._terminated or self._rec.is_accepting(self._state)[0]):
-                return False
-            self._push(self._state, True)
-            return True
-        if self._terminated or token_id in self._special:
-            return False
+                return None
+            return self._state, True, self._trailing
+        if self._terminated or token_id in self._special or self._trailing_full():
+            return None
+        trailing = 0
+        if self._ignorable is not None and self._ignorable[token_id] and self._rec.is_accepting(self._state)[0]:
+            trailing = self._trailing + 1
         state = self._automata.advance(self._state, token_id)
         if state is None:
-            return False
-        self._push(state, False)
-        return True
+            return None
+        if trailing and not self._rec.is_accepting(state)[0]:
+            trailing = 0
+        return state, False, trailing
 
     def consume_bytes(self, data: bytes | str) -> bool:
         """Advance by raw text (e.g. a forced prefix); False (unchanged) if it cannot continue."""
@@ -99,12 +125,12 @@ class Matcher:
         state, _ = self._rec.advance(self._state, data)
         if state is None or not self._rec.is_viable(state)[0]:
             return False
-        self._push(state, False)
+        self._push(state, False, 0)
         return True
 
-    def _push(self, state: tuple, terminated: bool) -> None:
-        self._history = (self._state, self._terminated, self._history)
-        self._state, self._terminated = state, terminated
+    def _push(self, state: tuple, terminated: bool, trailing: int) -> None:
+        self._history = (self._state, self._terminated, self._trailing, self._history)
+        self._state, self._terminated, self._trailing = state, terminated, trailing
         self._steps += 1
 
     def is_accepting(self) -> bool:
@@ -120,11 +146,12 @@ class Matcher:
         if not 0 <= n <= self._steps:
             raise ValueError(f"cannot roll back {n} steps: {self._steps} consumed")
         for _ in range(n):
-            self._state, self._terminated, self._history = self._history
+            self._state, self._terminated, self._trailing, self._history = self._history
         self._steps -= n
 
     def reset(self) -> None:
-        self._state, self._terminated, self._history, self._steps = self._rec.initial, False, None, 0
+        self._state, self._terminated, self._trailing = self._rec.initial, False, 0
+        self._history, self._steps = None, 0
 
 
 def _numpy_view(bitmask: torch.Tensor, words: int) -> tuple:

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gcd.errors import StoreError
+
 MAGIC = b"GCDSTORE"
 ALIGN = 64
-
-
-class StoreError(Exception):
-    """A cache file that cannot be used: not one of ours, truncated, altered, or unreadable."""
 
 
 def _aligned(n: int) -> int:

@@ -18,6 +18,11 @@ Use them to test your own grammars (and gcd itself)::
 (see ``reference_allowed``) by brute force: one ``accepts_prefix`` call per vocabulary token
 and step, so keep vocabularies small (hundreds of tokens, not 50k).
 
+``TableModel`` is a language model given by a function of the prefix, and
+``exact_distributions`` enumerates, for such a model and a grammar with short words, the exact
+target ``p(y | y in grammar)`` and the distribution masking samples from: what the samplers'
+tests compare with.
+
 Hypothesis is imported lazily, so ``import gcd.testing`` works without it.
 """
 from __future__ import annotations
@@ -30,12 +35,15 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from hypothesis.strategies import SearchStrategy
 
+    import torch
+
     from gcd.compiler import CompiledGrammar
     from gcd.grammar import Grammar
     from gcd.matcher import Matcher
     from gcd.vocab import Vocabulary
 
-__all__ = ["assert_mask_exact", "lark_oracle", "mask_token_ids", "near_misses", "reference_allowed", "words"]
+__all__ = ["TableModel", "assert_mask_exact", "exact_distributions", "lark_oracle", "mask_token_ids",
+           "near_misses", "reference_allowed", "words"]
 
 # Characters near_misses inserts besides the word's own: structure, quotes, escapes, space,
 # digits, letters, a control character and multi-byte UTF-8 (2, 3 and 4 bytes).
@@ -227,14 +235,11 @@ def lark_oracle(grammar_text: str, start: str = "start", *, parser: str | None =
 def _use_exact_context(lark) -> None:
     """Swap Lark's contextual lexer for one whose candidates are the terminals the LALR parser
     can shift (after its reductions) from the current state, plus the ignored ones."""
-    from copy import copy
-
     from lark.exceptions import UnexpectedInput
-    from lark.lexer import BasicLexer, Lexer, Token
+    from lark.lexer import Lexer, Token
 
     conf = lark.lexer_conf
     by_name = conf.terminals_by_name
-    lexers: dict[frozenset, BasicLexer] = {}
 
     def can_take(parser_state, name: str) -> bool:
         try:
@@ -393,3 +398,55 @@ def assert_mask_exact(compiled: CompiledGrammar, token_ids: Iterable[int]) -> Ma
         prefix += vocab.token_bytes(t)
         allowed = _check_step(matcher, grammar, vocab, prefix)
     return matcher
+
+
+class TableModel:
+    """A ``gcd.LanguageModel`` given as a function: ``table(prefix_tuple)`` returns the
+    next-token logits (any array of ``vocab_size`` floats; normalised here). Calls are counted."""
+
+    def __init__(self, vocab_size: int, table: Callable[[tuple[int, ...]], np.ndarray]) -> None:
+        self.vocab_size = vocab_size
+        self.table = table
+        self.calls = 0
+
+    def logprobs(self, token_ids) -> "torch.Tensor":
+        import torch
+
+        self.calls += 1
+        logits = torch.as_tensor(np.asarray(self.table(tuple(int(t) for t in token_ids)), dtype=np.float64))
+        return torch.log_softmax(logits, -1)
+
+
+def exact_distributions(lm, compiled: "CompiledGrammar", max_new_tokens: int, *,
+                        max_trailing: int | None = None) -> tuple[dict, dict, float]:
+    """``(target, masked, evidence)`` by enumerating every token sequence the matcher allows
+    (ending with EOS, at most ``max_new_tokens`` tokens): ``target[y] = p(y) / evidence``, where
+    ``evidence = P(y in grammar, len(y) <= max_new_tokens)`` under ``lm``, and ``masked[y]``,
+    the probability that locally constrained sampling (``method="mask"``) returns ``y``
+    (dead ends and truncation take the rest of its mass). Exponential in the length: toy
+    vocabularies and short words only."""
+    eos = set(compiled.vocab.eos_token_ids)
+    target: dict[tuple[int, ...], float] = {}
+    masked: dict[tuple[int, ...], float] = {}
+
+    def walk(matcher, ids: tuple[int, ...], p: float, q: float) -> None:
+        if len(ids) == max_new_tokens:
+            return
+        probs = np.exp(lm.logprobs(list(ids)).double().numpy())
+        allowed = matcher.allowed_token_ids()
+        z = probs[allowed].sum()
+        for t in allowed.tolist():
+            if probs[t] == 0.0:
+                continue
+            child = ids + (t,)
+            if t in eos:
+                target[child] = p * probs[t]
+                masked[child] = q * probs[t] / z
+                continue
+            m = matcher.copy()
+            m.consume_token(t)
+            walk(m, child, p * probs[t], q * probs[t] / z)
+
+    walk(compiled.matcher(max_trailing=max_trailing), (), 1.0, 1.0)
+    evidence = sum(target.values())
+    return {y: v / evidence for y, v in target.items()}, masked, evidence

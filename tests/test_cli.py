@@ -47,6 +47,23 @@ def test_sample_json_in_process(model_installed, capsys):
     json.loads(sample["text"])
 
 
+@pytest.mark.parametrize("method", ["awrs", "smc", "asap"])
+def test_sample_faithful_methods_report_weights_and_checks(model_installed, capsys, method):
+    code = main(["sample", "--grammar", JSON_LARK, "--method", method, "--max-new-tokens", "60", "--json",
+                 "--particles", "2", "--threads", "1"])
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert report["method"] == method and len(report["samples"]) == (2 if method == "smc" else 1)
+    for s in report["samples"]:
+        assert s["finished"] == (s["log_weight"] is not None)
+        if s["finished"]:
+            json.loads(s["text"])
+        if method != "asap":
+            assert s["checks_per_token"] >= 1
+    assert code == (0 if any(s["finished"] for s in report["samples"]) else 1), out.err
+    assert report["log_evidence"] is None or report["log_evidence"] <= 0
+
+
 def test_sample_json_subprocess(model_installed):
     env = {**os.environ, "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -76,7 +93,10 @@ def test_sample_token_budget_too_small_is_reported_incomplete(model_installed, c
     (["sample", "--grammar", JSON_LARK, "--threads", "0"], "--threads"),
     (["cache", "shred"], "action"),
     (["sample", "--grammar", JSON_LARK, "--num-samples", "zero"], "--num-samples"),
-    (["sample", "--grammar", JSON_LARK, "--method", "smc"], "--method"),
+    (["sample", "--grammar", JSON_LARK, "--method", "beam"], "--method"),
+    (["sample", "--grammar", JSON_LARK, "--method", "smc", "--temperature", "0"], "--temperature"),
+    (["sample", "--grammar", JSON_LARK, "--max-trailing", "-1"], "--max-trailing"),
+    (["sample", "--grammar", JSON_LARK, "--particles", "0"], "--particles"),
     (["sample", "--grammar", JSON_LARK, "--num-samples", "2"], "--temperature"),
     (["sample", "--grammar", JSON_LARK, "--seed", "-1"], "--seed"),
     (["sample"], "--grammar"),

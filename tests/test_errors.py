@@ -33,7 +33,30 @@ def raises(text: str, **kwargs) -> gcd.GrammarError:
 
 
 def test_hierarchy():
-    assert issubclass(gcd.GrammarError, gcd.GCDError) and issubclass(gcd.GCDError, Exception)
+    """Every exception class gcd exports is a GCDError (what users catch)."""
+    exported = [getattr(gcd, name) for name in gcd.__all__]
+    errors = [obj for obj in exported if isinstance(obj, type) and issubclass(obj, BaseException)]
+    assert {e.__name__ for e in errors} >= {"GCDError", "GrammarError", "VocabularyError", "StoreError"}
+    assert all(issubclass(e, gcd.GCDError) for e in errors)
+    assert issubclass(gcd.VocabularyError, ValueError)
+
+
+def test_public_api_is_curated():
+    """``gcd.__all__`` is the contract other tools drive gcd through: sorted, all resolvable."""
+    assert gcd.__all__ == sorted(gcd.__all__) and len(set(gcd.__all__)) == len(gcd.__all__)
+    assert all(getattr(gcd, name) is not None for name in gcd.__all__)
+    public = {n for n in dir(gcd) if not n.startswith("_") and not isinstance(getattr(gcd, n), type(gcd))}
+    assert public - {"annotations"} <= set(gcd.__all__) | {"GrammarLogitsProcessor"}
+
+
+def test_a_damaged_pickle_is_a_store_error():
+    import pickle
+    compiled = gcd.GrammarCompiler(gcd.Vocabulary([b"a", b"b", b"<e>"], eos_token_id=2),
+                                   cache=False, progress=False).compile('start: "a"+')
+    data = bytearray(pickle.dumps(compiled))
+    data[len(data) // 2] ^= 0xFF
+    with pytest.raises(gcd.StoreError):
+        pickle.loads(bytes(data))
 
 
 # -- syntax --------------------------------------------------------------------------------

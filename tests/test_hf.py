@@ -3,7 +3,7 @@ end-to-end generation with the real SmolLM2-135M-Instruct (loaded once per sessi
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from conftest import GRAMMARS
 
 import pytest
 import torch
@@ -12,9 +12,7 @@ import gcd
 from gcd.errors import GCDError
 from gcd.generate import generate
 from gcd.hf import GrammarLogitsProcessor, load_model
-from conftest import missing_model
 
-GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
 JSON_PROMPTS = [
     "Describe a cat as a JSON object with the keys name, age and color.",
     "Describe a book as a JSON object with the keys title and author.",
@@ -26,34 +24,6 @@ SQL_PROMPTS = [
     "Write a SQL query selecting all products cheaper than 10 dollars, ordered by price.",
 ]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
-
-
-@pytest.fixture(scope="session")
-def json_grammar() -> gcd.Grammar:
-    return gcd.Grammar.from_file(GRAMMARS / "json.lark")
-
-
-@pytest.fixture(scope="session")
-def sql_grammar() -> gcd.Grammar:
-    return gcd.Grammar.from_file(GRAMMARS / "sql.lark")
-
-
-@pytest.fixture(scope="session")
-def json_compiled(smollm2_vocab: gcd.Vocabulary, json_grammar: gcd.Grammar) -> gcd.CompiledGrammar:
-    return gcd.GrammarCompiler(smollm2_vocab).compile(json_grammar)
-
-
-@pytest.fixture(scope="session")
-def sql_compiled(smollm2_vocab: gcd.Vocabulary, sql_grammar: gcd.Grammar) -> gcd.CompiledGrammar:
-    return gcd.GrammarCompiler(smollm2_vocab).compile(sql_grammar)
-
-
-@pytest.fixture(scope="session")
-def smollm2():
-    try:
-        return load_model("smollm2")
-    except GCDError as e:  # the model package is missing; the message says how to install it
-        missing_model(e)
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -216,3 +186,22 @@ def test_stream_passes_the_text_on_as_it_is_generated(smollm2, json_compiled):
     assert len(pieces) > 5 and "".join(pieces) == o.text
     with pytest.raises(ValueError, match="one prompt"):
         generate(model, tokenizer, json_compiled, JSON_PROMPTS[:2], max_new_tokens=4, stream=pieces.append)
+
+
+@pytest.mark.parametrize("method", ["mask", "awrs", "smc", "asap"])
+def test_every_method_on_smollm2_gives_json(smollm2, json_compiled, method):
+    import json
+
+    from gcd.hf import chat_prompt
+
+    model, tokenizer = smollm2
+    lm = gcd.HFLanguageModel(model, tokenizer, chat_prompt(tokenizer, "Give a JSON object with a name and an age."))
+    out = gcd.sample(lm, json_compiled, method, num_samples=2, max_new_tokens=40, seed=0, particles=3)
+    assert len(out) == (6 if method == "smc" else 2)
+    for s in out:
+        if s.finished:
+            json.loads(s.text)
+            assert s.token_ids[-1] in json_compiled.vocab.eos_token_ids
+        else:
+            assert method == "mask" or s.log_weight == float("-inf")
+    assert any(s.finished for s in out)

@@ -21,9 +21,9 @@ def compiled() -> gcd.CompiledGrammar:
 def test_ids_outside_the_vocabulary_are_not_allowed(compiled):
     m = compiled.matcher()
     for bad in (VOCAB.size, VOCAB.size + 100, -1, 2**40):
-        assert not m.is_token_allowed(bad)
+        assert not m.accepts_token(bad)
         assert not m.consume_token(bad)
-    assert m.is_token_allowed(0) and m.consume_token(0)
+    assert m.accepts_token(0) and m.consume_token(0)
 
 
 def test_the_mask_is_shared_and_read_only(compiled):
@@ -58,3 +58,39 @@ def test_text_without_a_utf8_encoding(compiled):
     m = compiled.matcher()
     assert not m.consume_bytes("[\udfff") and m.consume_bytes("[1")
     assert m.allowed_token_ids().tolist() == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("path", [[0, 2, 3, 4, 5, 1], [6, 3, 4, 2, 1, EOS], [0, 4, 4, 1, 4, 4]])
+def test_accepts_token_agrees_with_the_mask_and_does_not_advance(compiled, path):
+    m = compiled.matcher(max_trailing=1)
+    for token in path:
+        allowed = set(m.allowed_token_ids().tolist())
+        assert {t for t in range(VOCAB.size) if m.accepts_token(t)} == allowed
+        assert m.accepts_token(token) == (token in allowed)
+        if not m.consume_token(token):
+            break
+
+
+def test_trailing_ignorable_tokens_are_bounded_then_eos_is_forced(compiled):
+    m = compiled.matcher(max_trailing=2)
+    for token in (0, 2, 1):                       # "[1]": a word
+        assert m.consume_token(token)
+    assert m.consume_token(4) and m.consume_token(4)   # two spaces after it
+    assert m.allowed_token_ids().tolist() == [EOS] and not m.accepts_token(4)
+    m.rollback(1)
+    assert m.accepts_token(4)                      # rollback restores the count
+    exact = compiled.matcher()                     # no bound: the grammar's language
+    for token in (0, 2, 1, 4, 4, 4, 4):
+        assert exact.consume_token(token)
+    # spaces inside the list are not trailing: the text is not a word there
+    inner = compiled.matcher(max_trailing=1)
+    assert all(inner.consume_token(t) for t in (0, 4, 4, 4, 2, 4, 4, 1, 4))
+    assert inner.allowed_token_ids().tolist() == [EOS]
+
+
+def test_max_trailing_zero_ends_at_the_first_word(compiled):
+    m = compiled.matcher(max_trailing=0)
+    assert m.consume_token(0) and m.consume_token(2) and m.accepts_token(5)
+    assert m.consume_token(1) and m.allowed_token_ids().tolist() == [EOS]
+    with pytest.raises(ValueError):
+        compiled.matcher(max_trailing=-1)

@@ -7,7 +7,6 @@ import json
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import gcd
@@ -32,12 +31,12 @@ def walk(compiled: gcd.CompiledGrammar, tokenizer, text: str, check_steps: set[i
         assert word >> (t % 32) & 1, f"token {i} ({tokenizer.convert_ids_to_tokens(t)!r}) masked out after {prefix[-40:]!r}"
         if i in check_steps:
             assert set(m.allowed_token_ids().tolist()) == reference_allowed(grammar, vocab, prefix), prefix[-40:]
-        assert not any(m.is_token_allowed(e) for e in vocab.eos_token_ids) or grammar.accepts(prefix)
+        assert not any(m.accepts_token(e) for e in vocab.eos_token_ids) or grammar.accepts(prefix)
         assert m.consume_token(t)
         prefix += vocab.token_bytes(t)
     assert m.is_accepting()
-    assert all(m.is_token_allowed(e) for e in vocab.eos_token_ids)
-    assert not any(m.is_token_allowed(s) for s in vocab.special_token_ids - set(vocab.eos_token_ids))
+    assert all(m.accepts_token(e) for e in vocab.eos_token_ids)
+    assert not any(m.accepts_token(s) for s in vocab.special_token_ids - set(vocab.eos_token_ids))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +67,7 @@ def test_first_token_may_be_whitespace_as_in_lark(smollm2_tokenizer, smollm2_voc
     assert lark.Lark(json_grammar.text, parser="lalr").parse('  {"a": 1}')
     compiled = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False).compile(json_grammar)
     space = smollm2_tokenizer.convert_tokens_to_ids("Ġ")
-    assert compiled.matcher().is_token_allowed(space)
+    assert compiled.matcher().accepts_token(space)
 
 
 def test_json_mask_forbids_special_tokens_inside_strings(smollm2_tokenizer, smollm2_vocab, json_grammar):
