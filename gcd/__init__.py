@@ -9,6 +9,7 @@ from gcd.asap import ASApTrie
 from gcd.compiler import CompiledGrammar, GrammarCompiler
 from gcd.errors import GCDError, GrammarError, StoreError, VocabularyError
 from gcd.grammar import Grammar
+from gcd.infill import BudgetExceeded, can_complete, complete
 from gcd.lm import HFLanguageModel, LanguageModel
 from gcd.masks import allocate_token_bitmask, apply_token_bitmask_, bitmask_to_bool
 from gcd.matcher import Matcher
@@ -29,6 +30,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "ASApTrie",
+    "BudgetExceeded",
     "CompiledGrammar",
     "GCDError",
     "Grammar",
@@ -46,5 +48,7 @@ __all__ = [
     "allocate_token_bitmask",
     "apply_token_bitmask_",
     "bitmask_to_bool",
+    "can_complete",
+    "complete",
     "sample",
 ]

@@ -43,13 +43,15 @@ CHUNK = 16   # tokens put in Gumbel order at a time (a full sort only when they 
 
 @dataclass(frozen=True)
 class Step:
-    """One AWRS step: the token (None: nothing allowed), log of the weight, checks made."""
+    """One AWRS step: the token (None: nothing allowed), log of the weight, checks made, and
+    whether the rejections ran out and the exact mask decided (``exact``)."""
     token: int | None
     log_weight: float
     checks: int
+    exact: bool = False
 
 
-def awrs_step(matcher: Matcher, logp: np.ndarray, rng: np.random.Generator, max_rejections: int = 32) -> Step:
+def awrs_step(matcher: Matcher, logp: np.ndarray, rng: np.random.Generator, max_rejections: int = 8) -> Step:
     """Draw a token from ``exp(logp)`` restricted to what ``matcher`` allows (module docstring).
     ``logp``: float64 log-probabilities over the vocabulary (they sum to 1)."""
     keys = logp - np.log(-np.log(rng.random(len(logp))))   # log p + Gumbel
@@ -96,6 +98,6 @@ def _exact(matcher: Matcher, probs: np.ndarray, rng: np.random.Generator, checks
     mass = probs[allowed]
     z = float(mass.sum())
     if z <= 0.0:
-        return Step(None, -np.inf, checks)
+        return Step(None, -np.inf, checks, exact=True)
     token = int(allowed[rng.choice(len(allowed), p=mass / z)])
-    return Step(token, float(np.log(z)), checks)
+    return Step(token, float(np.log(z)), checks, exact=True)

@@ -55,7 +55,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
 
     def __init__(self, compiled: CompiledGrammar | Sequence[CompiledGrammar], *, method: str = "mask",
                  max_trailing: int | None = DEFAULT_MAX_TRAILING, temperature: float = 1.0, seed: int = 0,
-                 max_rejections: int = 32, trie: ASApTrie | None = None) -> None:
+                 max_rejections: int = 8, trie: ASApTrie | None = None) -> None:
         grammars = [compiled] if isinstance(compiled, CompiledGrammar) else list(compiled)
         if not grammars or not all(isinstance(g, CompiledGrammar) for g in grammars):
             raise TypeError("GrammarLogitsProcessor needs a CompiledGrammar or a non-empty sequence of them")

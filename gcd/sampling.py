@@ -76,7 +76,7 @@ class _Seq:
 def sample(lm: LanguageModel, compiled: CompiledGrammar, method: str = "mask", num_samples: int = 1,
            max_new_tokens: int = 128, seed: int = 0, *, temperature: float = 1.0,
            max_trailing: int | None = DEFAULT_MAX_TRAILING, particles: int = 8, ess_threshold: float = 0.5,
-           max_rejections: int = 32, trie: ASApTrie | None = None) -> Samples:
+           max_rejections: int = 8, trie: ASApTrie | None = None) -> Samples:
     """``num_samples`` samples (SMC: ``num_samples`` runs of ``particles`` particles each) of
     at most ``max_new_tokens`` tokens from ``lm`` constrained by ``compiled`` (module docstring).
     ``temperature`` rescales the model's log-probabilities (0: greedy, ``"mask"`` only).

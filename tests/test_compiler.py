@@ -129,7 +129,8 @@ def test_cache_key_changes_with_every_field(fields, data):
         t["name"] = old + "X"
         changed["rules"] = [[s + "X" if s == old else s for s in r] for r in fields["rules"]]
     elif what == "rules":
-        changed["rules"] = fields["rules"] + [fields["rules"][0] * 2]
+        longest = max(len(r) for r in fields["rules"])   # an alternative that is not there yet
+        changed["rules"] = fields["rules"] + [fields["rules"][0] * (longest + 1)]
     elif what == "ignore":
         changed["ignore"] = not fields["ignore"]
     else:

@@ -114,3 +114,17 @@ def test_generate_with_each_method_on_smollm2(smollm2, json_compiled, method):
         before = proc.trie.size
         proc.update(out)
         assert proc.trie.size >= before > 1 and proc.trie.theta(()) == 1.0   # the root is the prompt's start
+
+
+@pytest.mark.parametrize("method", ["awrs", "asap"])
+def test_several_grammars_per_batch(toy, method):
+    """Rows are split among grammars in equal blocks, as with masking."""
+    lm, compiled, *_ = toy
+    other = gcd.GrammarCompiler(VOCAB, cache=False, progress=False).compile('start: "b"+ "c"')
+    proc = GrammarLogitsProcessor([compiled, other], method=method, seed=2)
+    ids, _ = drive(proc, lm, rows=8, seed=0)
+    for row, seq in enumerate(ids[:, 1:].tolist()):
+        grammar = gcd.Grammar(GRAMMAR) if row < 4 else gcd.Grammar('start: "b"+ "c"')
+        if EOS in seq:
+            assert grammar.accepts(b"".join(TOKENS[t] for t in seq[: seq.index(EOS)])), (row, seq)
+    assert method != "awrs" or all(math.isfinite(w) for w, s in zip(proc.log_weights, ids.tolist()) if EOS in s)
