@@ -9,12 +9,14 @@ from gcd.asap import ASApTrie
 from gcd.compiler import CompiledGrammar, GrammarCompiler
 from gcd.errors import GCDError, GrammarError, StoreError, VocabularyError
 from gcd.grammar import Grammar
-from gcd.infill import BudgetExceeded, can_complete, complete
+from gcd.holes import BudgetExceeded, can_complete, complete
+from gcd.infill import Infill, infill
 from gcd.lm import HFLanguageModel, LanguageModel
 from gcd.masks import allocate_token_bitmask, apply_token_bitmask_, bitmask_to_bool
 from gcd.matcher import Matcher
 from gcd.sampling import Sample, Samples, sample
 from gcd.vocab import Vocabulary
+from gcd import diffusion  # noqa: E402  (gcd.diffusion.generate)
 
 __version__ = "0.1.0"
 
@@ -38,6 +40,7 @@ __all__ = [
     "GrammarError",
     "GrammarLogitsProcessor",
     "HFLanguageModel",
+    "Infill",
     "LanguageModel",
     "Matcher",
     "Sample",
@@ -50,5 +53,7 @@ __all__ = [
     "bitmask_to_bool",
     "can_complete",
     "complete",
+    "diffusion",
+    "infill",
     "sample",
 ]

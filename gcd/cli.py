@@ -147,6 +147,22 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed of the drawing")
     bench.set_defaults(run=_bench)
 
+    fill = sub.add_parser("infill", help="fill the {} holes of a template so that the text is a word of a grammar",
+                          formatter_class=defaults,
+                          description="Fill each {} of a template with the model, left to right, so that the whole "
+                                      "text is a word of the grammar; the template's other text is kept verbatim "
+                                      "({{ and }} stand for braces).")
+    fill.add_argument("--grammar", required=True, help="a .lark grammar file")
+    fill.add_argument("--template", required=True, help='e.g. "SELECT {} FROM users WHERE {}"')
+    fill.add_argument("--prompt", help="what to ask the model (default: to fill in the template)")
+    fill.add_argument("--model", default="smollm2", help="smollm2, gemma3, a .gguf file, a local model folder or a Hub id")
+    fill.add_argument("--max-new-tokens", type=_positive, default=32, metavar="N", help="at most N tokens per hole")
+    fill.add_argument("--temperature", type=_temperature, default=0.0, metavar="T", help="0: greedy")
+    fill.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (sampling)")
+    fill.add_argument("--threads", type=_positive, default=default_threads(), metavar="N", help="torch CPU threads")
+    fill.add_argument("--json", action="store_true", help="print one JSON object with the text, fills, checks, timings")
+    fill.set_defaults(run=_infill)
+
     cache = sub.add_parser("cache", help="show or remove what gcd keeps on disk", formatter_class=defaults,
                            description="Show (info) or remove (clear) the compiled grammars and vocabulary "
                                        "files in gcd's cache folder ($GCD_CACHE_DIR or ~/.cache/gcd).")
@@ -281,6 +297,43 @@ def _sample_faithful(args: argparse.Namespace, model, tokenizer, compiled: Compi
             "forward_passes": lm.forward_passes,
         }, ensure_ascii=False, indent=2))
     return _report(args, [(s.text, s.finished, len(s.token_ids)) for s in shown], printed=not args.json)
+
+
+def _infill(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from gcd.hf import chat_prompt, load_model
+    from gcd.infill import infill, parse_template
+    from gcd.lm import HFLanguageModel
+    from gcd.vocab import Vocabulary
+
+    torch.set_num_threads(args.threads)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    grammar = _grammar(args.grammar)
+    shown = "".join("___" if c is None else c for c in parse_template(args.template))
+    prompt = args.prompt if args.prompt is not None else f"Fill in each ___ of this text and write it out in full: {shown}"
+    model, tokenizer = load_model(args.model, progress=True)
+    torch.manual_seed(args.seed)
+    t0 = time.perf_counter()
+    lm = HFLanguageModel(model, tokenizer, chat_prompt(tokenizer, prompt))
+    out = infill(lm, Vocabulary.from_hf(tokenizer), grammar, args.template, max_new_tokens=args.max_new_tokens,
+                 temperature=args.temperature, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps({"model": args.model, "grammar": args.grammar, "template": args.template, "prompt": prompt,
+                          "text": out.text, "fills": out.fills, "finished": out.finished, "tokens": out.tokens,
+                          "checks": out.checks, "seconds": round(seconds, 3),
+                          "seconds_per_token": round(seconds / max(1, out.tokens), 3)}, ensure_ascii=False, indent=2))
+    elif out.finished:
+        print(out.text)
+    if not out.finished:
+        _fail(f"the output is incomplete: a hole could not be closed within --max-new-tokens {args.max_new_tokens}; "
+              f"partial text: {out.text!r}")
+        return 1
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

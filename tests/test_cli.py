@@ -153,3 +153,19 @@ def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
     assert main(["cache", "clear"]) == 0
     assert "removed 2 cache files" in capsys.readouterr().out
     assert not list(tmp_path.rglob("*.gcd"))
+
+
+def test_infill_keeps_the_template_and_gives_a_word(model_installed, capsys):
+    sql = str(ROOT / "grammars" / "sql.lark")
+    code = main(["infill", "--grammar", sql, "--template", "SELECT {} FROM users WHERE {}", "--json", "--threads", "1"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    report = json.loads(out.out)
+    assert report["finished"] and re.fullmatch(r"SELECT .* FROM users WHERE .*", report["text"], re.DOTALL)
+    import gcd
+    assert gcd.Grammar.from_file(sql).accepts(report["text"]) and len(report["fills"]) == 2
+
+
+def test_infill_refuses_a_template_no_word_fits(model_installed, capsys):
+    code = main(["infill", "--grammar", JSON_LARK, "--template", "]{}["])
+    assert code == 1 and "cannot be completed" in _one_line_error(capsys.readouterr().err)

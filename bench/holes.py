@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Time ``gcd.can_complete`` on JSON canvases: documents of about 64 and 256 SmolLM2 tokens
+with 1-3 holes cut out (at token boundaries, random places), from scratch each time; prints
+median and p99 per canvas size and hole count, and how many answers were True.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/holes.py [--canvases 40]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import gcd
+from gcd.hf import load_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--canvases", type=int, default=40, help="canvases per size and hole count")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    tokenizer = load_tokenizer("smollm2")
+    grammar = gcd.Grammar.from_file(ROOT / "grammars" / "json.lark")
+    docs = [json.loads(line)["text"] for line in (ROOT / "tests" / "data" / "json_docs.jsonl").read_text().splitlines()
+            if line.strip()]
+    tokens = [tokenizer.encode(d, add_special_tokens=False) for d in docs]
+    gcd.can_complete(grammar, ["{", None])   # build the grammar's tables once
+    print(f"grammars/json.lark, SmolLM2 tokens, {args.canvases} canvases per row, each check from scratch")
+    print(f"{'tokens':>6} {'holes':>5} {'p50 ms':>8} {'p99 ms':>8} {'True':>5}")
+    for size in (64, 256):
+        pool = [t for t in tokens if len(t) >= size] or [max(tokens, key=len)]
+        for holes in (1, 2, 3):
+            times, yes = [], 0
+            for _ in range(args.canvases):
+                ids = rng.choice(pool)
+                start = rng.randrange(0, len(ids) - size + 1) if len(ids) > size else 0
+                window = ids[start:start + size]
+                cuts = sorted(rng.sample(range(len(window)), min(holes, len(window))))
+                chunks: list = []
+                last = 0
+                for c in cuts:   # each hole replaces one to three tokens
+                    chunks += [tokenizer.decode(window[last:c]), None]
+                    last = min(len(window), c + rng.randint(1, 3))
+                chunks.append(tokenizer.decode(window[last:]))
+                chunks = [c for c in chunks if c != ""]
+                if start > 0:
+                    chunks = [None, *chunks]
+                if start + size < len(ids):
+                    chunks = [*chunks, None]
+                t0 = time.perf_counter()
+                try:
+                    yes += gcd.can_complete(grammar, chunks)
+                except gcd.BudgetExceeded:
+                    pass
+                times.append(time.perf_counter() - t0)
+            ms = np.array(times) * 1e3
+            print(f"{size:>6} {holes:>5} {np.percentile(ms, 50):8.2f} {np.percentile(ms, 99):8.2f} {yes:>5}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Constrained decoding for masked diffusion language models.
+
+A canvas of ``gen_length`` mask tokens follows the prompt. Each step runs the model once and
+unmasks the most confident positions (``steps`` steps in all; with ``block_length``, block
+by block from the left, semi-autoregressively, as LLaDA does). Every proposal is checked
+before it is written: the canvas as text, with each run of masked positions as a hole of any
+length (at least a byte per position, except at the end, where EOS may pad), must still be
+completable to a word (``gcd.can_complete``); a rejected token's logit
+becomes -inf and the position is picked again from the same logits, without a new forward
+pass. An EOS (or padding) token ends the text: the positions after it may only hold EOS. At
+the end the text before the first EOS is checked with ``Grammar.accepts``.
+
+Models: any object with ``mask_token_id`` and ``logits(input_ids) -> Tensor[L, V]`` (one
+sequence, all positions). ``MaskedLM`` adapts a Hugging Face ``AutoModelForMaskedLM`` (BERT,
+ModernBERT); ``DiffusionLM`` adapts LLaDA/Dream-style causal-shaped models whose forward
+takes ``input_ids`` and returns ``.logits`` over all positions, given their mask token id.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+from gcd.grammar import Grammar
+from gcd.holes import BudgetExceeded, Hole, can_complete
+from gcd.vocab import Vocabulary
+
+
+class DiffusionModel(Protocol):
+    mask_token_id: int
+
+    def logits(self, input_ids: torch.Tensor) -> torch.Tensor: ...
+
+
+class MaskedLM:
+    """A Hugging Face masked LM (``AutoModelForMaskedLM``) as a ``DiffusionModel``."""
+
+    def __init__(self, model: torch.nn.Module, mask_token_id: int) -> None:
+        self.model, self.mask_token_id = model, int(mask_token_id)
+        self.device = next(model.parameters()).device
+
+    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(input_ids=input_ids[None].to(self.device)).logits[0].float()
+
+
+class DiffusionLM(MaskedLM):
+    """LLaDA/Dream-style models: the same call (``model(input_ids).logits`` over every
+    position, bidirectional attention), with the model's own mask token id (LLaDA: 126336)."""
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """A diffusion run: the generated ``token_ids`` (cut at the first EOS), their ``text``,
+    ``finished`` (every position unmasked and, when constrained, the text a word: check
+    unconstrained outputs with ``Grammar.accepts``), the model calls and the proposals the
+    grammar rejected."""
+    token_ids: list[int]
+    text: str
+    finished: bool
+    forward_passes: int
+    rejections: int
+
+
+def generate(model: DiffusionModel, vocab: Vocabulary, grammar: Grammar | None, prompt_ids: Sequence[int],
+             gen_length: int, steps: int, *, block_length: int | None = None, temperature: float = 0.0,
+             seed: int = 0, max_rejections: int = 64) -> Canvas:
+    """Fill ``gen_length`` masked positions after ``prompt_ids`` in ``steps`` model calls,
+    constrained to ``grammar`` (None: unconstrained). ``temperature`` 0 picks each position's
+    most likely token, otherwise samples it (Gumbel noise on the logits); positions are
+    unmasked by confidence. A position whose ``max_rejections`` best tokens are all rejected
+    gets EOS if that is allowed there; otherwise the run stops, unfinished."""
+    if gen_length < 1 or steps < 1:
+        raise ValueError("gen_length and steps must be >= 1")
+    block = block_length or gen_length
+    if gen_length % block or steps % (gen_length // block):
+        raise ValueError("block_length must divide gen_length, and the number of blocks must divide steps")
+    rng = np.random.default_rng(seed)
+    eos = set(vocab.eos_token_ids)
+    mask = model.mask_token_id
+    prompt = [int(t) for t in prompt_ids]
+    canvas = np.full(gen_length, -1, dtype=np.int64)    # -1: masked
+    passes = rejections = 0
+    per_block = steps // (gen_length // block)
+    for step, count in enumerate(_schedule(gen_length, block, steps)):
+        lo = (step // per_block) * block
+        hi = lo + block
+        ids = torch.tensor(prompt + [mask if t < 0 else int(t) for t in canvas])
+        logits = model.logits(ids)[len(prompt):].double().cpu().numpy()[:, : vocab.size]
+        passes += 1
+        if temperature > 0:
+            logits = logits / temperature - np.log(-np.log(rng.random(logits.shape)))
+        for _ in range(count):
+            open_ = [i for i in range(lo, hi) if canvas[i] < 0]
+            if not open_:
+                break
+            placed = False
+            while not placed:
+                best = max(open_, key=lambda i: logits[i].max())
+                if not np.isfinite(logits[best].max()):
+                    return _stop(canvas, vocab, grammar, passes, rejections)
+                ended = any(t in eos for t in canvas[:best].tolist())
+                token = next(iter(eos)) if ended else int(np.argmax(logits[best]))   # after EOS, only EOS
+                if grammar is None or _allowed(grammar, vocab, canvas, best, token, eos):
+                    canvas[best] = token
+                    placed = True
+                else:
+                    logits[best, token] = -np.inf
+                    rejections += 1
+                    if np.isinf(logits[best]).sum() >= max_rejections:
+                        fill = next(iter(eos))
+                        if _allowed(grammar, vocab, canvas, best, fill, eos):
+                            canvas[best] = fill
+                            placed = True
+                        else:
+                            return _stop(canvas, vocab, grammar, passes, rejections)
+    return _stop(canvas, vocab, grammar, passes, rejections)
+
+
+def _schedule(gen_length: int, block: int, steps: int) -> list[int]:
+    """How many positions each step unmasks: each block's positions spread over its steps."""
+    blocks = gen_length // block
+    per_block = steps // blocks
+    base, extra = divmod(block, per_block)
+    one = [base + (1 if i < extra else 0) for i in range(per_block)]
+    return one * blocks
+
+
+def _allowed(grammar: Grammar, vocab: Vocabulary, canvas: np.ndarray, pos: int, token: int, eos: set[int]) -> bool:
+    """Can the canvas with ``token`` at ``pos`` still be completed to a word?"""
+    trial = canvas.copy()
+    trial[pos] = token
+    cut = [i for i, t in enumerate(trial) if t in eos]
+    if cut:
+        first = cut[0]
+        if any(t >= 0 and t not in eos for t in trial[first:]):   # text after EOS
+            return False
+        trial = trial[:first]
+    elif token in vocab.special_token_ids:
+        return False
+    if any(t in vocab.special_token_ids and t not in eos for t in trial if t >= 0):
+        return False
+    chunks: list = []
+    for t in trial.tolist():   # a masked run inside the text holds a token per position (>= 1 byte each)
+        if t < 0:
+            if chunks and isinstance(chunks[-1], Hole):
+                chunks[-1] = Hole(chunks[-1].min_bytes + 1)
+            else:
+                chunks.append(Hole(1))
+        else:
+            piece = vocab.token_bytes(t)
+            if chunks and isinstance(chunks[-1], bytes):
+                chunks[-1] += piece
+            else:
+                chunks.append(piece)
+    if chunks and isinstance(chunks[-1], Hole):   # at the end: EOS may pad, so any length
+        chunks[-1] = None
+    try:
+        return can_complete(grammar, chunks)
+    except BudgetExceeded:
+        return False
+
+
+def _stop(canvas: np.ndarray, vocab: Vocabulary, grammar: Grammar | None, passes: int, rejections: int) -> Canvas:
+    eos = set(vocab.eos_token_ids)
+    ids = []
+    for t in canvas.tolist():
+        if t < 0 or t in eos:
+            break
+        ids.append(t)
+    data = b"".join(vocab.token_bytes(t) for t in ids)
+    filled = all(t >= 0 for t in canvas.tolist())
+    return Canvas(ids, data.decode("utf-8", "replace"), filled and (grammar is None or grammar.accepts(data)),
+                  passes, rejections)

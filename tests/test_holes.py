@@ -1,0 +1,159 @@
+"""``gcd.can_complete`` / ``gcd.complete``: text with holes against the grammar.
+
+- exact against brute force on a grammar with a finite language (every word enumerated, so a
+  canvas has a completion iff some word matches ``c1 .* c2 .* ...``);
+- words of user-style grammars (JSON, a config language with comments) cut into chunks, with
+  holes where text was cut out, chunks starting and ending inside terminals, whitespace and
+  comments: always completable, and the witness is a word that keeps every chunk in order;
+- where gcd's longest-match lexing and "some terminal sequence" differ, the answer is a
+  verified word or ``BudgetExceeded``, never a wrong yes.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gcd
+from gcd.testing import words
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PAIRS = """
+start: "(" item ("," item)? ")" | item
+item: NUM | "x"
+NUM: /[01]/
+"""
+ALPHABET = "()01x,"
+
+CONFIG = r"""
+start: stmt+
+stmt: NAME "=" value ";"
+value: NUMBER | STRING | "[" [value ("," value)*] "]"
+NAME: /[a-z_][a-z0-9_]*/
+NUMBER: /-?[0-9]+(\.[0-9]+)?/
+STRING: /"[^"\n]*"/
+COMMENT: /#[^\n]*/
+%ignore /[ \t\n]+/
+%ignore COMMENT
+"""
+
+
+def pattern(chunks: list) -> re.Pattern:
+    return re.compile("".join(".*" if c is None else re.escape(c) for c in chunks), re.DOTALL)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    grammar = gcd.Grammar(PAIRS)
+    language = [w for n in range(1, 6) for w in map("".join, itertools.product(ALPHABET, repeat=n))
+                if grammar.accepts(w)]
+    return grammar, language
+
+
+def test_the_finite_language(pairs):
+    _, language = pairs
+    assert {"0", "x", "(1)", "(0,x)", "(x,x)"} <= set(language) and len(language) == 3 + 3 + 9
+
+
+def canvases(text: st.SearchStrategy[str]) -> st.SearchStrategy[list]:
+    """Chunks of a text with holes cut into it (a hole may also replace nothing)."""
+    @st.composite
+    def cut(draw):
+        s = draw(text)
+        points = sorted(draw(st.lists(st.integers(0, len(s)), max_size=6)))
+        out, last = [], 0
+        for a, b in zip(points[::2], points[1::2] + [None] * (len(points) % 2)):
+            b = len(s) if b is None else b
+            out += [s[last:a], None]
+            last = b
+        out.append(s[last:])
+        return [c for c in out if c != ""]
+    return cut()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_equals_brute_force_on_a_finite_language(pairs, data):
+    grammar, language = pairs
+    source = st.one_of(st.sampled_from(language), st.text(ALPHABET, max_size=6))
+    chunks = data.draw(canvases(source))
+    expected = any(pattern(chunks).fullmatch(w) for w in language)
+    word = gcd.complete(grammar, chunks)
+    assert (word is not None) == expected == gcd.can_complete(grammar, chunks), (chunks, word)
+    if word is not None:
+        assert grammar.accepts(word) and pattern(chunks).fullmatch(word)
+
+
+@pytest.mark.parametrize("name, text", [("json", None), ("config", CONFIG)])
+def test_words_cut_into_chunks_can_be_completed(name, text):
+    grammar = gcd.Grammar.from_file(ROOT / "grammars" / "json.lark") if text is None else gcd.Grammar(text)
+    source = words(grammar.text, grammar.start, separator=" ")
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(canvases(source.filter(grammar.accepts)))
+    def check(chunks):
+        word = gcd.complete(grammar, chunks)
+        assert word is not None and grammar.accepts(word) and pattern(chunks).fullmatch(word), (chunks, word)
+
+    check()
+
+
+@pytest.mark.parametrize("chunks, possible", [
+    (['{"a": ', None, "}"], True),
+    (['{"na', None, 'me": "Tom', None, '"}'], True),          # holes inside a key and a string
+    (['{"a": ]', None], False),                                 # a bracket that cannot close
+    (["[1, 2", None], True),                                    # ends inside a number
+    (["tr", None], True),                                       # half a keyword
+    ([None, "\\u12", None], True),                              # half an escape, inside a string
+    ([None, "\x01", None], False),                              # a control character: not in strings either
+    (["1", None, "2"], True),                                   # one number through a hole: 12
+    (["{} ", None, " []"], False),                              # two values
+    (["\"a\u00e9", None], True),                                # multi-byte text
+])
+def test_json_canvases(chunks, possible):
+    grammar = gcd.Grammar.from_file(ROOT / "grammars" / "json.lark")
+    word = gcd.complete(grammar, chunks)
+    assert (word is not None) == possible == gcd.can_complete(grammar, chunks)
+    if word is not None:
+        assert grammar.accepts(word) and pattern(chunks).fullmatch(word)
+
+
+def test_comments_and_whitespace_in_chunks():
+    grammar = gcd.Grammar(CONFIG)
+    for chunks in (["a = 1; # note", None, "b = [", None], ["# only a comm", None],
+                   ["x = \"a # not a comment", None, "\";"], ["x = 1", None, "\n"]):
+        word = gcd.complete(grammar, chunks)
+        assert word is not None and grammar.accepts(word) and pattern(chunks).fullmatch(word), chunks
+    # a hole can open a comment that takes the rest of its line, not the next line
+    assert gcd.complete(grammar, ["x = 1;", None, "= = 2;"]) == "x = 1;#= = 2;"
+    assert gcd.can_complete(grammar, ["x = 1;", None, "=\n= 2;"])    # a = 2; across lines
+    assert not gcd.can_complete(grammar, ["x = 1;", None, "=\n=;"])  # "= ;" has no value
+
+
+def test_longest_match_versus_any_terminal_sequence():
+    """``NAME NAME`` spells ``ab`` + ``cd`` only with text between; a keyword that ``NAME``
+    wins on a tie is never a keyword: "some terminal sequence" would say yes, gcd's words say
+    no, and the check answers with a verified word or BudgetExceeded, never a wrong yes."""
+    names = gcd.Grammar('start: NAME NAME\nNAME: /[a-z]+/\n%ignore " "\n')
+    assert gcd.complete(names, ["ab", None, "cd"]) == "ab cd"
+    assert gcd.complete(names, ["ab", "cd"]) is None          # no hole: exactly accepts()
+    tie = gcd.Grammar('start: KW "!" | NAME "?"\nKW: "if" | "in"\nNAME: /[a-z]{1,3}/\n')
+    assert not tie.accepts("if!") and tie.accepts("if?")       # NAME is longer-capable: it wins the tie
+    assert gcd.complete(tie, ["if", None]) == "if?"
+    with pytest.raises(gcd.BudgetExceeded):
+        gcd.can_complete(tie, ["if", None, "!"])
+
+
+def test_budget_and_arguments():
+    grammar = gcd.Grammar.from_file(ROOT / "grammars" / "json.lark")
+    with pytest.raises(gcd.BudgetExceeded):
+        gcd.can_complete(grammar, ['{"a": [1, 2, 3], "b": ', None, "}"], budget=10)
+    with pytest.raises(TypeError):
+        gcd.can_complete(grammar, ["1", 2])
+    assert not gcd.can_complete(grammar, ["\ud800", None])
+    assert gcd.complete(grammar, [None]) is not None and gcd.complete(grammar, []) is None
