@@ -15,6 +15,7 @@ from gcd.lm import HFLanguageModel, LanguageModel
 from gcd.masks import allocate_token_bitmask, apply_token_bitmask_, bitmask_to_bool
 from gcd.matcher import Matcher
 from gcd.sampling import Sample, Samples, sample
+from gcd.schema import UnsupportedSchemaError
 from gcd.vocab import Vocabulary
 from gcd import diffusion  # noqa: E402  (gcd.diffusion.generate)
 
@@ -46,6 +47,7 @@ __all__ = [
     "Sample",
     "Samples",
     "StoreError",
+    "UnsupportedSchemaError",
     "Vocabulary",
     "VocabularyError",
     "allocate_token_bitmask",

@@ -106,7 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="generate text that is a word of a grammar", formatter_class=defaults,
                             description="Generate with a language model, constrained to a grammar. A single "
                                         "sample streams to the terminal as it is generated.")
-    sample.add_argument("--grammar", required=True, help="a .lark grammar file")
+    source = sample.add_mutually_exclusive_group(required=True)
+    source.add_argument("--grammar", help="a .lark grammar file")
+    source.add_argument("--json-schema", metavar="FILE", help="a JSON Schema file: generate JSON valid under it")
     sample.add_argument("--prompt", help="the prompt (default: one suited to the grammar file's name)")
     sample.add_argument("--model", default="smollm2",
                         help="smollm2, gemma3, a .gguf file, a local model folder or a Hub id")
@@ -134,7 +136,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a grammar and print its statistics", formatter_class=defaults,
                            description="Validate a grammar, compile it and print its statistics.")
-    check.add_argument("grammar", help="a .lark grammar file")
+    check.add_argument("grammar", nargs="?", help="a .lark grammar file")
+    check.add_argument("--json-schema", metavar="FILE",
+                       help="print the grammar gcd makes of this JSON Schema (or the keyword it cannot express)")
     check.add_argument("--tokenizer", default="smollm2", help="smollm2, gemma3, a .gguf file or a folder")
     check.set_defaults(run=_check)
 
@@ -173,6 +177,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _schema_grammar(path: str) -> Grammar:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise GCDError(f"cannot read the JSON Schema file {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        return Grammar.from_json_schema(text)
+    except GCDError as e:
+        raise GCDError(f"{path}: {e}") from None
+
+
 def _grammar(path: str) -> Grammar:
     try:
         return Grammar.from_file(path)
@@ -199,8 +214,13 @@ def _sample(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    grammar = _grammar(args.grammar)
-    prompt = args.prompt if args.prompt is not None else DEFAULT_PROMPTS.get(Path(args.grammar).stem, GENERIC_PROMPT)
+    if args.json_schema:
+        grammar = _schema_grammar(args.json_schema)
+        default = f"Write a JSON value valid under this JSON Schema: {Path(args.json_schema).read_text().strip()}"
+    else:
+        grammar = _grammar(args.grammar)
+        default = DEFAULT_PROMPTS.get(Path(args.grammar).stem, GENERIC_PROMPT)
+    prompt = args.prompt if args.prompt is not None else default
     t0 = time.perf_counter()
     model, tokenizer = load_model(args.model, progress=True)
     t1 = time.perf_counter()
@@ -233,7 +253,8 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace, prompt: str) -> dict:
-    return {"model": args.model, "grammar": args.grammar, "prompt": prompt, "method": args.method,
+    return {"model": args.model, "grammar": args.grammar, "json_schema": args.json_schema, "prompt": prompt,
+            "method": args.method,
             "temperature": args.temperature, "seed": args.seed, "max_new_tokens": args.max_new_tokens,
             "max_trailing": args.max_trailing, "threads": args.threads,
             **({"particles": args.particles} if args.method == "smc" else {})}
@@ -341,6 +362,13 @@ def _check(args: argparse.Namespace) -> int:
     from gcd.hf import load_tokenizer
     from gcd.vocab import Vocabulary
 
+    if args.json_schema:
+        if args.grammar:
+            raise _UsageError("gcd check", "give a grammar file or --json-schema, not both")
+        print(_schema_grammar(args.json_schema).text, end="")
+        return 0
+    if not args.grammar:
+        raise _UsageError("gcd check", "a grammar file (or --json-schema FILE) is required")
     grammar = _grammar(args.grammar)
     t0 = time.perf_counter()
     grammar.recognizer  # parser tables: conflicts, lexer

@@ -49,6 +49,16 @@ class Grammar:
         self.terminal_dfas = {t.name: _terminal_dfa(t, text) for t in self.terminals}
 
     @classmethod
+    def from_json_schema(cls, schema, *, whitespace: str = "flexible", property_order: str = "schema") -> "Grammar":
+        """The grammar of the JSON documents valid under ``schema`` (a dict, JSON text, or an
+        object with ``model_json_schema()``, e.g. a pydantic model class); see ``gcd.schema``
+        for what is supported. A keyword it cannot express exactly raises
+        ``gcd.UnsupportedSchemaError`` naming the keyword and its JSON pointer."""
+        from gcd.schema import schema_to_lark
+
+        return cls(schema_to_lark(schema, whitespace=whitespace, property_order=property_order))
+
+    @classmethod
     def from_file(cls, path: str | Path, *, start: str = "start") -> "Grammar":
         path = Path(path)
         try:

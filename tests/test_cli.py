@@ -169,3 +169,25 @@ def test_infill_keeps_the_template_and_gives_a_word(model_installed, capsys):
 def test_infill_refuses_a_template_no_word_fits(model_installed, capsys):
     code = main(["infill", "--grammar", JSON_LARK, "--template", "]{}["])
     assert code == 1 and "cannot be completed" in _one_line_error(capsys.readouterr().err)
+
+
+def test_json_schema_check_and_sample(model_installed, capsys, tmp_path):
+    import gcd
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 20},
+                                               "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    path = tmp_path / "person.json"
+    path.write_text(json.dumps(schema))
+    assert main(["check", "--json-schema", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert gcd.Grammar(text).accepts('{"name": "x", "age": 1}')
+    code = main(["sample", "--json-schema", str(path), "--max-new-tokens", "40", "--threads", "1"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    jsonschema.validate(json.loads(out.out), schema)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"properties": {"x": {"type": "integer", "minimum": 3}}}')
+    assert main(["check", "--json-schema", str(bad)]) == 1
+    assert "#/properties/x/minimum" in _one_line_error(capsys.readouterr().err)

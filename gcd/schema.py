@@ -1,0 +1,395 @@
+"""JSON Schema -> Lark grammar whose words are JSON documents valid under the schema.
+
+``schema_to_lark(schema, whitespace=..., property_order=...)`` returns the grammar text;
+``Grammar.from_json_schema`` compiles it. Supported (this increment): ``type`` (and type
+lists), ``properties``, ``required`` (also names without a ``properties`` entry),
+``additionalProperties`` (true, false or a schema), ``items``, ``prefixItems``,
+``minItems``/``maxItems``, ``enum``, ``const``, ``anyOf``, ``oneOf`` whose branches have
+different ``type``\\ s, single-branch ``allOf``, ``$ref`` to ``#``, ``#/$defs/...`` and
+``#/definitions/...`` (recursion included), ``minLength``/``maxLength`` of strings, and the
+annotations (``title``, ``description``, ``default``, ``examples``, ``$schema``, ``$id``,
+``$comment``, ``deprecated``, ``readOnly``, ``writeOnly``), and ``minimum``/``maximum``/
+``exclusiveMinimum``/``exclusiveMaximum`` of integers (a regular language of digit strings;
+on other numbers they raise). Anything else raises
+``UnsupportedSchemaError`` naming the keyword and its JSON pointer: nothing is silently ignored.
+
+How words are written: properties appear in the schema's order (``property_order="schema"``);
+object keys, ``enum`` and ``const`` values are written as ``json.dumps`` writes them (so the
+grammar does not accept ``"\\u0061"`` for the key ``"a"``, nor ``1.0`` for ``const: 1``);
+additional properties have keys without escapes that differ from every declared name (a
+duplicate key would let a later value override a checked one). Strings allow every JSON
+escape and no control character (with ``minLength``/``maxLength``, no ``\\u`` escape of a
+surrogate: a character outside the BMP is then written as itself). ``whitespace="flexible"`` allows JSON whitespace between
+tokens; ``"compact"`` allows none.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from gcd.errors import GCDError
+
+ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
+               "readOnly", "writeOnly", "$defs", "definitions"}
+TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
+_CHAR = r'(?:[^"\\\x00-\x1f]|\\(?:["\\\x2fbfnrt]|u[0-9a-fA-F]{4}))'
+_KEY_CHAR = r'[^"\\\x00-\x1f]'
+# one character of a string with a length bound: \u escapes of surrogates (two of which make
+# one character) are left out, so that the count is exact
+_COUNTED_CHAR = r'(?:[^"\\\x00-\x1f]|\\(?:["\\\x2fbfnrt]|u(?:[0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2})))'
+
+
+class UnsupportedSchemaError(GCDError):
+    """A schema keyword gcd cannot express exactly (``keyword``, at JSON pointer ``pointer``)."""
+
+    def __init__(self, keyword: str, pointer: str, why: str = "not supported") -> None:
+        self.keyword, self.pointer = keyword, pointer
+        super().__init__(f"{keyword!r} at {pointer}: {why}")
+
+
+def schema_to_lark(schema: Any, *, whitespace: str = "flexible", property_order: str = "schema") -> str:
+    """The Lark text of the grammar for ``schema`` (a dict, JSON text, or an object with
+    ``model_json_schema()``, such as a pydantic model class)."""
+    if whitespace not in ("flexible", "compact"):
+        raise ValueError(f"whitespace must be 'flexible' or 'compact', not {whitespace!r}")
+    if property_order != "schema":
+        raise UnsupportedSchemaError("property_order", "#", f"{property_order!r} is not supported yet; use 'schema'")
+    if hasattr(schema, "model_json_schema"):
+        schema = schema.model_json_schema()
+    elif isinstance(schema, (str, bytes)):
+        try:
+            schema = json.loads(schema)
+        except ValueError as e:
+            raise GCDError(f"the schema is not JSON: {e}") from None
+    return _Builder(schema).build(whitespace)
+
+
+class _Builder:
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        self.rules: dict[str, str] = {}
+        self.names: dict[str, str] = {}   # pointer -> rule name
+        self.terminals: dict[str, str] = {}
+
+    def build(self, whitespace: str) -> str:
+        start = self.rule(self.root, "#")
+        lines = [f"start: {start}"] + [f"{name}: {body}" for name, body in self.rules.items()]
+        lines += [f"{name}: {body}" for name, body in self.terminals.items()]
+        if whitespace == "flexible":
+            lines += [r"%ignore /[ \t\n\r]+/"]
+        return "\n".join(lines) + "\n"
+
+    # -- rules ------------------------------------------------------------------------
+    def rule(self, schema: Any, pointer: str) -> str:
+        """The rule name for the schema at ``pointer`` (built once)."""
+        name = self.names.get(pointer)
+        if name is None:
+            name = self.names[pointer] = f"s{len(self.names)}"
+            self.rules[name] = ""   # reserved: recursion through $ref finds the name
+            self.rules[name] = self.body(schema, pointer)
+        return name
+
+    def body(self, schema: Any, pointer: str) -> str:
+        if schema is True or schema == {}:
+            return self.any_value()
+        if schema is False:
+            raise UnsupportedSchemaError("false", pointer, "a schema that no value satisfies")
+        if not isinstance(schema, dict):
+            raise UnsupportedSchemaError(type(schema).__name__, pointer, "a schema is an object or a boolean")
+        known = ANNOTATIONS | {"type", "properties", "required", "additionalProperties", "items", "prefixItems",
+                               "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref",
+                               "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
+                               "exclusiveMaximum"}
+        for key in schema:
+            if key not in known:
+                raise UnsupportedSchemaError(key, f"{pointer}/{_escape(key)}")
+        if "$ref" in schema:
+            if set(schema) - ANNOTATIONS - {"$ref"}:
+                other = sorted(set(schema) - ANNOTATIONS - {"$ref"})[0]
+                raise UnsupportedSchemaError(other, f"{pointer}/{other}", "keywords beside $ref")
+            return self.rule(self.resolve(schema["$ref"], pointer), self.target(schema["$ref"], pointer))
+        if "const" in schema:
+            return self.value(schema["const"], f"{pointer}/const")
+        if "enum" in schema:
+            values = schema["enum"]
+            if not isinstance(values, list) or not values:
+                raise UnsupportedSchemaError("enum", f"{pointer}/enum", "an enum needs at least one value")
+            return " | ".join(f"({self.value(v, f'{pointer}/enum/{i}')})" for i, v in enumerate(values))
+        for combiner in ("anyOf", "oneOf", "allOf"):
+            if combiner in schema:
+                rest = set(schema) - ANNOTATIONS - {combiner}
+                if rest:
+                    other = sorted(rest)[0]
+                    raise UnsupportedSchemaError(other, f"{pointer}/{other}", f"keywords beside {combiner}")
+                branches = schema[combiner]
+                if not isinstance(branches, list) or not branches:
+                    raise UnsupportedSchemaError(combiner, f"{pointer}/{combiner}", "needs a non-empty list")
+                if combiner == "allOf":
+                    if len(branches) != 1:
+                        raise UnsupportedSchemaError("allOf", f"{pointer}/allOf", "merging several schemas")
+                    return self.rule(branches[0], f"{pointer}/allOf/0")
+                if combiner == "oneOf":
+                    types = [b.get("type") if isinstance(b, dict) else None for b in branches]
+                    if not all(isinstance(t, str) for t in types) or len(set(types)) != len(types):
+                        raise UnsupportedSchemaError("oneOf", f"{pointer}/oneOf",
+                                                     "branches that may overlap (only different single types)")
+                return " | ".join(self.rule(b, f"{pointer}/{combiner}/{i}") for i, b in enumerate(branches))
+        types = schema.get("type", list(TYPES))
+        types = [types] if isinstance(types, str) else types
+        for t in types:
+            if t not in TYPES:
+                raise UnsupportedSchemaError("type", f"{pointer}/type", f"unknown type {t!r}")
+        if "integer" in types and "number" in types:
+            types = [t for t in types if t != "integer"]
+        return " | ".join(f"({self.typed(t, schema, pointer)})" for t in types)
+
+    def typed(self, kind: str, schema: dict, pointer: str) -> str:
+        if kind == "null":
+            return '"null"'
+        if kind == "boolean":
+            return '"true" | "false"'
+        bounds = [k for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema]
+        if kind == "integer":
+            if not bounds:
+                return self.terminal("INTEGER", r"/-?(?:0|[1-9][0-9]*)/")
+            lo, hi = _integer_bounds(schema, pointer)
+            return self.terminal(f"INTEGER{len(self.terminals)}", f"/{integer_range_regex(lo, hi)}/")
+        if kind == "number" and bounds:
+            raise UnsupportedSchemaError(bounds[0], f"{pointer}/{bounds[0]}", "bounds on non-integer numbers")
+        if kind == "number":
+            return self.terminal("NUMBER", r"/-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/")
+        if kind == "string":
+            return self.string(schema, pointer)
+        if kind == "array":
+            return self.array(schema, pointer)
+        return self.object(schema, pointer)
+
+    def string(self, schema: dict, pointer: str) -> str:
+        lo, hi = schema.get("minLength", 0), schema.get("maxLength")
+        for key, v in (("minLength", lo), ("maxLength", hi)):
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be an integer >= 0")
+        if lo == 0 and hi is None:
+            return self.terminal("STRING", f'/"{_CHAR}*"/')
+        count = f"{{{lo},{'' if hi is None else hi}}}"
+        return self.terminal(f"STRING_{lo}_{'' if hi is None else hi}", f'/"{_COUNTED_CHAR}{count}"/')
+
+    def array(self, schema: dict, pointer: str) -> str:
+        first = [self.rule(x, f"{pointer}/prefixItems/{i}") for i, x in enumerate(schema.get("prefixItems", []))]
+        items = schema.get("items", True)
+        rest = None if items is False else self.rule(items, f"{pointer}/items")
+        lo, hi = schema.get("minItems", 0), schema.get("maxItems")
+        for key, v in (("minItems", lo), ("maxItems", hi)):
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be an integer >= 0")
+        k = len(first)
+        if rest is None:
+            hi = k if hi is None else min(hi, k)
+        alternatives = []
+        for n in range(lo, (k if hi is None else min(hi, k)) + 1):   # n items, all from the prefix
+            alternatives.append('"[" ' + ' "," '.join(first[:n]) + ' "]"' if n else '"[" "]"')
+        if rest is not None and (hi is None or hi > k):                # more than the prefix
+            more_lo = max(lo - k, 1)
+            seq = " ".join([*(f'{x} ","' for x in first), rest] + [f'"," {rest}'] * (more_lo - 1))
+            if hi is None:
+                seq += f' ("," {rest})*'
+            elif hi - k > more_lo:
+                seq += f' ("," {rest})~0..{hi - k - more_lo}'
+            alternatives.append(f'"[" {seq} "]"')
+        if not alternatives:
+            raise UnsupportedSchemaError("minItems", f"{pointer}/minItems", "more items than the schema allows")
+        return " | ".join(f"({a})" for a in alternatives)
+
+    def object(self, schema: dict, pointer: str) -> str:
+        props = schema.get("properties", {})
+        required = schema.get("required", [])
+        names = list(props) + [r for r in required if r not in props]
+        extra = schema.get("additionalProperties", True)
+        members = []
+        for name in names:
+            if name in props:
+                value = self.rule(props[name], f"{pointer}/properties/{_escape(name)}")
+            elif extra is False:   # required, yet not allowed
+                raise UnsupportedSchemaError("required", f"{pointer}/required",
+                                             f"{name!r} is required but additionalProperties is false")
+            else:                  # required and not declared: an additional property, held to its schema
+                value = self.rule(extra, f"{pointer}/additionalProperties")
+            key = self.literal(json.dumps(name, ensure_ascii=False))
+            members.append((f"{key} \":\" {value}", name in required))
+        extra_member = None
+        if extra is not False:
+            value = self.rule(extra, f"{pointer}/additionalProperties")
+            key = self.terminal(f"KEY{len(self.terminals)}", "/" + _other_key(names) + "/")
+            extra_member = f'{key} ":" {value}'
+        # A_i: members i.. with none written yet; B_i: with one written (a comma comes first)
+        n = len(members)
+        base = self.names.setdefault(f"{pointer}/#object", f"o{len(self.names)}")
+        a = [f"{base}_a{i}" for i in range(n + 1)]
+        b = [f"{base}_b{i}" for i in range(n + 1)]
+        for i, (member, needed) in enumerate(members):
+            self.rules[a[i]] = f"{member} {b[i + 1]}" + ("" if needed else f" | {a[i + 1]}")
+            self.rules[b[i]] = f'"," {member} {b[i + 1]}' + ("" if needed else f" | {b[i + 1]}")
+        if extra_member:
+            self.rules[a[n]] = f'[{extra_member} ("," {extra_member})*]'
+            self.rules[b[n]] = f'("," {extra_member})*'
+        else:
+            self.rules[a[n]] = ""
+            self.rules[b[n]] = ""
+        return f'"{{" {a[0]} "}}"'
+
+    # -- pieces ------------------------------------------------------------------------
+    def value(self, v: Any, pointer: str) -> str:
+        """A rule body matching exactly the JSON value ``v`` as ``json.dumps`` writes it."""
+        if isinstance(v, dict):
+            inner = ' "," '.join(f'{self.literal(json.dumps(k, ensure_ascii=False))} ":" ({self.value(x, pointer)})'
+                                 for k, x in v.items())
+            return f'"{{" {inner} "}}"'
+        if isinstance(v, list):
+            return '"[" ' + ' "," '.join(f"({self.value(x, pointer)})" for x in v) + ' "]"'
+        return self.literal(json.dumps(v, ensure_ascii=False))
+
+    def literal(self, text: str) -> str:
+        return json.dumps(text, ensure_ascii=False)   # a Lark string literal: JSON string syntax is Lark's
+
+    def terminal(self, name: str, pattern: str) -> str:
+        self.terminals.setdefault(name, pattern)
+        return name
+
+    def any_value(self) -> str:
+        name = self.names.get("#any")
+        if name is None:
+            name = self.names["#any"] = "any_value"
+            string = self.terminal("STRING", f'/"{_CHAR}*"/')
+            number = self.terminal("NUMBER", r"/-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/")
+            self.rules["any_value"] = (f'{string} | {number} | "true" | "false" | "null" | "[" [any_value '
+                                       f'("," any_value)*] "]" | "{{" [{string} ":" any_value ("," {string} ":" '
+                                       f'any_value)*] "}}"')
+        return name
+
+    def resolve(self, ref: Any, pointer: str) -> Any:
+        node = self.root
+        for part in self.target(ref, pointer)[2:].split("/") if ref != "#" else []:
+            part = part.replace("~1", "/").replace("~0", "~")
+            try:
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise UnsupportedSchemaError("$ref", f"{pointer}/$ref", f"{ref!r} points at nothing") from None
+        return node
+
+    @staticmethod
+    def target(ref: Any, pointer: str) -> str:
+        if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
+            raise UnsupportedSchemaError("$ref", f"{pointer}/$ref", f"only references into this schema, not {ref!r}")
+        return ref
+
+
+def _integer_bounds(schema: dict, pointer: str) -> tuple[int | None, int | None]:
+    """The inclusive integer bounds the schema's minimum/maximum keywords give."""
+    lo = hi = None
+    for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        if key not in schema:
+            continue
+        v = schema[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+            raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be a finite number")
+        if key == "minimum":
+            b = math.ceil(v)
+            lo = b if lo is None else max(lo, b)
+        elif key == "exclusiveMinimum":
+            b = math.floor(v) + 1
+            lo = b if lo is None else max(lo, b)
+        elif key == "maximum":
+            b = math.floor(v)
+            hi = b if hi is None else min(hi, b)
+        else:
+            b = math.ceil(v) - 1
+            hi = b if hi is None else min(hi, b)
+    if lo is not None and hi is not None and lo > hi:
+        raise UnsupportedSchemaError("minimum" if "minimum" in schema else "exclusiveMinimum", pointer,
+                                     "no integer lies within the bounds")
+    return lo, hi
+
+
+def integer_range_regex(lo: int | None, hi: int | None) -> str:
+    """A regex for the JSON integers n with lo <= n <= hi (None: unbounded), ``-0`` included
+    where 0 is."""
+    parts = []
+    if hi is None or hi >= 0:
+        parts += _naturals(max(lo, 0) if lo is not None else 0, hi)
+    if lo is None or lo < 0:
+        neg = _naturals(max(-hi, 1) if hi is not None else 1, -lo if lo is not None else None)
+        parts += [f"-(?:{'|'.join(neg)})"] if neg else []
+    if (lo is None or lo <= 0) and (hi is None or hi >= 0):
+        parts.append("-0")
+    return "(?:" + "|".join(parts) + ")"
+
+
+def _naturals(a: int, b: int | None) -> list[str]:
+    """Regexes (no leading zeros) for the integers a..b >= 0 (b None: unbounded), longest
+    numbers first: a terminal means what ``re.match`` takes, which tries alternatives in order."""
+    return _by_length(a, b)[::-1]
+
+
+def _by_length(a: int, b: int | None) -> list[str]:
+    if b is not None and a > b:
+        return []
+    out = []
+    length = len(str(a))
+    while True:
+        top = 10 ** length - 1
+        lo_l = max(a, 10 ** (length - 1) if length > 1 else 0)
+        hi_l = top if b is None else min(b, top)
+        if lo_l <= hi_l:
+            out.append(_same_length(str(lo_l), str(hi_l)))
+        if b is not None and top >= b:
+            return out
+        if b is None:
+            out.append(f"[1-9][0-9]{{{length},}}")
+            return out
+        length += 1
+
+
+def _same_length(x: str, y: str) -> str:
+    """A regex for the digit strings from x to y (of equal length)."""
+    if len(x) == 1:
+        return x if x == y else f"[{x}-{y}]"
+    if x[0] == y[0]:
+        return x[0] + f"(?:{_same_length(x[1:], y[1:])})"
+    n = len(x) - 1
+    parts = [x[0] + f"(?:{_same_length(x[1:], '9' * n)})"]
+    if int(x[0]) + 1 <= int(y[0]) - 1:
+        parts.append(f"[{int(x[0]) + 1}-{int(y[0]) - 1}][0-9]{{{n}}}")
+    parts.append(y[0] + f"(?:{_same_length('0' * n, y[1:])})")
+    return "(?:" + "|".join(parts) + ")"
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _other_key(names: list[str]) -> str:
+    """A regex for JSON keys (without escapes) that differ from every name in ``names``."""
+    if not names:
+        return f'"{_KEY_CHAR}*"'
+    trie: dict = {}
+    for name in names:
+        node = trie
+        for ch in name:
+            node = node.setdefault(ch, {})
+        node[None] = {}
+    alternatives = []
+
+    def walk(node: dict, prefix: str) -> None:
+        children = [c for c in node if c is not None]
+        banned = "".join(re.escape(c) for c in children)
+        step = f'[^"\\\\\\x00-\\x1f{banned}]' if children else _KEY_CHAR
+        alternatives.append(re.escape(prefix) + step + f"{_KEY_CHAR}*")   # leave the trie here
+        if None not in node:
+            alternatives.append(re.escape(prefix))                        # stop at a prefix that is no name
+        for c in children:
+            walk(node[c], prefix + c)
+
+    walk(trie, "")
+    return ('"(?:' + "|".join(alternatives) + ')"').replace("/", "\\x2f")   # no slash inside /.../

@@ -1,0 +1,260 @@
+"""``Grammar.from_json_schema`` against ``jsonschema`` (the oracle): instances drawn from
+the schemas (by ``instances`` below; hypothesis-jsonschema 0.23 no longer runs with current
+Hypothesis), each checked valid by ``jsonschema`` first, are words; words drawn from the
+grammar are valid instances; tables of invalid instances per keyword are rejected; every
+unsupported keyword raises with its JSON pointer."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gcd
+from gcd.testing import words
+
+PERSON = {"type": "object", "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 20},
+    "age": {"type": "integer", "minimum": 0, "maximum": 150},
+    "email": {"type": ["string", "null"]},
+    "tags": {"type": "array", "items": {"enum": ["admin", "dev", "ops/oncall"]}, "maxItems": 3},
+}, "required": ["name", "age"], "additionalProperties": False}
+
+PRODUCT = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "price": {"type": "number"},
+    "dimensions": {"type": "object", "properties": {"w": {"type": "number"}, "h": {"type": "number"}},
+                   "required": ["w", "h"]},
+    "status": {"const": "active"},
+}, "required": ["id"]}
+
+TREE = {"$defs": {"node": {"type": "object", "properties": {
+    "value": {"anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 5}]},
+    "children": {"type": "array", "items": {"$ref": "#/$defs/node"}, "maxItems": 2},
+}, "required": ["value"], "additionalProperties": False}}, "$ref": "#/$defs/node"}
+
+POINT = {"type": "array", "prefixItems": [{"type": "number"}, {"type": "number"}], "items": False, "minItems": 2}
+
+COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}, "required": ["total"]}
+
+CHOICE = {"oneOf": [{"type": "boolean"}, {"type": "null"}, {"type": "array", "items": {"type": "integer"},
+                                                             "minItems": 1, "maxItems": 3}]}
+
+SCHEMAS = {"person": PERSON, "product": PRODUCT, "tree": TREE, "point": POINT, "counts": COUNTS, "choice": CHOICE}
+ORDER = ["name", "age", "email", "tags", "id", "price", "dimensions", "w", "h", "status", "value", "children", "total"]
+
+
+def ordered(value):
+    """``value`` with object keys in the schemas' property order (extra keys last)."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (ORDER.index(k) if k in ORDER else len(ORDER), k))
+        return {k: ordered(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [ordered(v) for v in value]
+    return value
+
+
+def from_schema(schema, root=None):
+    """A strategy for instances of ``schema`` (the keywords these tests use), valid by
+    construction and checked with ``jsonschema`` where they are used."""
+    root = schema if root is None else root
+    if schema is True or schema == {}:
+        leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5))
+        return st.recursive(leaf, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids,
+                                                                                              max_size=3), max_leaves=5)
+    if "$ref" in schema:
+        node = root
+        for part in schema["$ref"][2:].split("/") if schema["$ref"] != "#" else []:
+            node = node[part]
+        return st.deferred(lambda: from_schema(node, root))
+    if "const" in schema:
+        return st.just(schema["const"])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return st.one_of([from_schema(s, root) for s in schema[key]])
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else types
+    if len(types) > 1:
+        return st.one_of([from_schema({**schema, "type": t}, root) for t in types])
+    kind = types[0]
+    if kind == "null":
+        return st.none()
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "integer":
+        return st.integers(schema.get("minimum", -10**20), schema.get("maximum", 10**20))
+    if kind == "number":
+        return st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False))
+    if kind == "string":
+        return st.text(min_size=schema.get("minLength", 0), max_size=schema.get("maxLength", 8))
+    if kind == "array":
+        prefix = [from_schema(s, root) for s in schema.get("prefixItems", [])]
+        items = schema.get("items", True)
+        lo, hi = schema.get("minItems", 0), schema.get("maxItems", len(prefix) + 3)
+        rest = st.lists(from_schema(items, root), min_size=max(0, lo - len(prefix)),
+                        max_size=max(0, hi - len(prefix))) if items is not False else st.just([])
+        return st.tuples(*prefix, rest).map(lambda t: [*t[:-1], *t[-1]])
+    props, required = schema.get("properties", {}), schema.get("required", [])
+    extra = schema.get("additionalProperties", True)
+
+    @st.composite
+    def obj(draw):
+        out = {}
+        for name in [*props, *[r for r in required if r not in props]]:
+            if name in required or draw(st.booleans()):
+                out[name] = draw(from_schema(props.get(name, extra), root))
+        if extra is not False:
+            # additional keys are written without escapes (gcd.schema says why)
+            plain = st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters='"\\'), max_size=4)
+            for key in draw(st.lists(plain, max_size=2)):
+                if key not in out and key not in props:
+                    out[key] = draw(from_schema(extra, root))
+        return out
+    return obj()
+
+
+@pytest.fixture(scope="module")
+def grammars():
+    return {name: gcd.Grammar.from_json_schema(schema) for name, schema in SCHEMAS.items()}
+
+
+@pytest.mark.parametrize("name", SCHEMAS)
+def test_valid_instances_are_words(grammars, name):
+    grammar = grammars[name]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(from_schema(SCHEMAS[name]), st.sampled_from([None, 2]), st.booleans())
+    def check(instance, indent, compact):
+        jsonschema.validate(instance, SCHEMAS[name])
+        text = json.dumps(ordered(instance), indent=indent, ensure_ascii=False,
+                          separators=(",", ":") if compact and indent is None else None)
+        assert grammar.accepts(text), text
+
+    check()
+
+
+@pytest.mark.parametrize("name", SCHEMAS)
+def test_words_are_valid_instances(grammars, name):
+    grammar = grammars[name]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(words(grammar.text, grammar.start, separator=" "))
+    def check(word):
+        if grammar.accepts(word):   # drawn by Lark's reading; gcd's is the one that counts
+            jsonschema.validate(json.loads(word), SCHEMAS[name])
+
+    check()
+
+
+@pytest.mark.parametrize("name, text", [
+    ("person", '{"age": 3}'),                                        # required
+    ("person", '{"name": "", "age": 3}'),                            # minLength
+    ("person", '{"name": "' + "x" * 21 + '", "age": 3}'),           # maxLength
+    ("person", '{"name": "x", "age": 3.5}'),                         # integer
+    ("person", '{"name": "x", "age": 3, "tags": ["root"]}'),         # enum
+    ("person", '{"name": "x", "age": 3, "tags": ["dev","dev","dev","dev"]}'),   # maxItems
+    ("person", '{"name": "x", "age": 3, "extra": 1}'),               # additionalProperties: false
+    ("person", '{"name": "a\\u0000b", "age": 3}'.replace("\\u0000", "\x01")),   # a control character
+    ("product", '{"id": 1, "status": "inactive"}'),                  # const
+    ("product", '{"id": 1, "dimensions": {"w": 1}}'),                # nested required
+    ("product", '{"id": 1, "id": "x"}'),                             # a duplicate key
+    ("tree", '{"value": "toolong", "children": []}'),                # anyOf branch maxLength
+    ("tree", '{"value": 1, "children": [{"value": 2}, {"value": 3}, {"value": 4}]}'),   # nested maxItems
+    ("point", "[1]"), ("point", "[1, 2, 3]"),                        # prefixItems / items: false
+    ("counts", '{"a": 1}'), ("counts", '{"total": 1, "a": "x"}'),    # required without properties; extra schema
+    ("counts", '{"total": null}'),                                   # ... which holds the required one too
+    ("choice", "[]"), ("choice", "[1, 2, 3, 4]"), ("choice", '"x"'),  # oneOf
+    ("person", '{"name": "x", "age": -1}'), ("person", '{"name": "x", "age": 151}'),   # integer bounds
+])
+def test_invalid_instances_are_rejected(grammars, name, text):
+    try:
+        value = json.loads(text)
+    except ValueError:   # not JSON at all (a raw control character in a string)
+        pass
+    else:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(value, SCHEMAS[name])
+    assert not grammars[name].accepts(text)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("person", '{"name": "Ada", "age": 36, "email": null, "tags": ["ops/oncall"]}'),
+    ("product", '{"id": 7, "price": 9.5e-1, "dimensions": {"w": 1, "h": 2, "d": 3}, "status": "active", "x": [1]}'),
+    ("tree", '{"value": 1, "children": [{"value": "leaf"}, {"value": 2, "children": []}]}'),
+    ("counts", '{"total": 3, "a": 1, "b/c": 2}'),
+    ("choice", "true"), ("choice", "[1,2]"),
+])
+def test_valid_instances_from_a_table(grammars, name, text):
+    jsonschema.validate(json.loads(text), SCHEMAS[name])
+    assert grammars[name].accepts(text)
+
+
+@pytest.mark.parametrize("schema, keyword, pointer", [
+    ({"type": "string", "pattern": "^a+$"}, "pattern", "#/pattern"),
+    ({"properties": {"x": {"type": "number", "minimum": 3}}}, "minimum", "#/properties/x/minimum"),
+    ({"type": "integer", "minimum": 5, "maximum": 4}, "minimum", "#"),
+    ({"type": "integer", "multipleOf": 2}, "multipleOf", "#/multipleOf"),
+    ({"patternProperties": {"^x": {}}}, "patternProperties", "#/patternProperties"),
+    ({"enum": []}, "enum", "#/enum"),
+    ({"type": "string", "format": "date"}, "format", "#/format"),
+    ({"allOf": [{"type": "object"}, {"required": ["a"]}]}, "allOf", "#/allOf"),
+    ({"oneOf": [{"type": "integer"}, {"minimum": 3}]}, "oneOf", "#/oneOf"),
+    ({"$ref": "https://example.com/s.json"}, "$ref", "#/$ref"),
+    ({"items": {"$ref": "#/$defs/missing"}}, "$ref", "#/items/$ref"),
+])
+def test_unsupported_keywords_raise_with_their_pointer(schema, keyword, pointer):
+    with pytest.raises(gcd.UnsupportedSchemaError) as e:
+        gcd.Grammar.from_json_schema(schema)
+    assert isinstance(e.value, gcd.GCDError) and e.value.keyword == keyword and e.value.pointer == pointer
+    assert pointer in str(e.value)
+
+
+def test_compact_whitespace_and_json_text_and_model_classes():
+    compact = gcd.Grammar.from_json_schema(json.dumps(POINT), whitespace="compact")
+    assert compact.accepts("[1,2]") and not compact.accepts("[1, 2]")
+
+    class Model:   # pydantic-style: anything with model_json_schema()
+        @staticmethod
+        def model_json_schema():
+            return PERSON
+
+    assert gcd.Grammar.from_json_schema(Model).accepts('{"name": "x", "age": 1}')
+    with pytest.raises(ValueError):
+        gcd.Grammar.from_json_schema(POINT, whitespace="pretty")
+
+
+def test_instances_walk_token_by_token_with_smollm2(smollm2_tokenizer, smollm2_vocab):
+    compiled = gcd.GrammarCompiler(smollm2_vocab, progress=False).compile(gcd.Grammar.from_json_schema(PERSON))
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(from_schema(PERSON))
+    def check(instance):
+        text = json.dumps(ordered(instance), ensure_ascii=False)
+        ids = smollm2_tokenizer.encode(text, add_special_tokens=False)
+        if b"".join(smollm2_vocab.token_bytes(t) for t in ids) != text.encode():
+            return   # the tokenizer drops or changes a rare character: nothing to walk
+        m = compiled.matcher()
+        for t in ids:
+            assert m.consume_token(t), text
+        assert m.is_accepting()
+
+    check()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(st.none(), st.integers(-10**4, 10**4)), st.one_of(st.none(), st.integers(-10**4, 10**4)),
+       st.sampled_from(["minimum", "exclusiveMinimum"]), st.sampled_from(["maximum", "exclusiveMaximum"]),
+       st.lists(st.integers(-2 * 10**4, 2 * 10**4), min_size=5, max_size=20))
+def test_integer_bounds_are_exact(lo, hi, lo_key, hi_key, probes):
+    schema = {"type": "integer", **({lo_key: lo} if lo is not None else {}), **({hi_key: hi} if hi is not None else {})}
+    try:
+        grammar = gcd.Grammar.from_json_schema(schema)
+    except gcd.UnsupportedSchemaError:   # no integer in the bounds
+        assert not any(jsonschema.Draft202012Validator(schema).is_valid(n) for n in range(-2 * 10**4, 2 * 10**4))
+        return
+    for n in [*probes, *(b + d for b in (lo, hi) if b is not None for d in (-1, 0, 1))]:
+        assert grammar.accepts(str(n)) == jsonschema.Draft202012Validator(schema).is_valid(n), (schema, n)
+    assert not grammar.accepts("01") and not grammar.accepts("1.0")
