@@ -9,7 +9,7 @@ from gcd.asap import ASApTrie
 from gcd.compiler import CompiledGrammar, GrammarCompiler
 from gcd.errors import GCDError, GrammarError, StoreError, VocabularyError
 from gcd.grammar import Grammar
-from gcd.holes import BudgetExceeded, can_complete, complete
+from gcd.holes import BudgetExceeded, Canvas, Hole, can_complete, complete
 from gcd.infill import Infill, infill
 from gcd.lm import HFLanguageModel, LanguageModel
 from gcd.masks import allocate_token_bitmask, apply_token_bitmask_, bitmask_to_bool
@@ -34,6 +34,7 @@ def __getattr__(name: str):
 __all__ = [
     "ASApTrie",
     "BudgetExceeded",
+    "Canvas",
     "CompiledGrammar",
     "GCDError",
     "Grammar",
@@ -41,6 +42,7 @@ __all__ = [
     "GrammarError",
     "GrammarLogitsProcessor",
     "HFLanguageModel",
+    "Hole",
     "Infill",
     "LanguageModel",
     "Matcher",

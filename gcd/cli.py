@@ -128,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
                              "on the grammar (prints one particle per run, drawn by weight); asap: grammar-aligned "
                              "sampling whose samples approach that target as they accumulate")
     sample.add_argument("--particles", type=_positive, default=4, metavar="N", help="smc: particles per run")
+    sample.add_argument("--diffusion", action="store_true",
+                        help="decode with the small masked-diffusion model gcd ships (byte-level, unconditional: "
+                             "no prompt; at most 64 bytes) instead of --model")
     sample.add_argument("--max-trailing", type=_trailing, default=2, metavar="N",
                         help="once the text is a word, at most N tokens of %%ignore text (whitespace) before EOS "
                              "is forced ('none': no bound)")
@@ -221,6 +224,8 @@ def _sample(args: argparse.Namespace) -> int:
         grammar = _grammar(args.grammar)
         default = DEFAULT_PROMPTS.get(Path(args.grammar).stem, GENERIC_PROMPT)
     prompt = args.prompt if args.prompt is not None else default
+    if args.diffusion:
+        return _sample_diffusion(args, grammar)
     t0 = time.perf_counter()
     model, tokenizer = load_model(args.model, progress=True)
     t1 = time.perf_counter()
@@ -250,6 +255,29 @@ def _sample(args: argparse.Namespace) -> int:
         print()
     return _report(args, [(o.text, bool(o.complete), len(o.token_ids)) for o in outputs], printed=not args.json
                    and not streaming)
+
+
+def _sample_diffusion(args: argparse.Namespace, grammar: Grammar) -> int:
+    """``--diffusion``: the shipped byte-level masked-diffusion model, one canvas per sample."""
+    from gcd.diffusion import byte_vocabulary, generate, load_shipped
+
+    if args.method != "mask":
+        raise _UsageError("gcd sample", "--diffusion decodes by masking only (no --method)")
+    model, vocab = load_shipped(), byte_vocabulary()
+    length = min(64, args.max_new_tokens)
+    outputs = []
+    t0 = time.perf_counter()
+    for k in range(args.num_samples):
+        out = generate(model, vocab, grammar, [], gen_length=length, steps=length, temperature=args.temperature,
+                       seed=args.seed + k)
+        outputs.append(out)
+    seconds = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps({"model": "gcd diffusion-json-sql", "grammar": args.grammar, "json_schema": args.json_schema,
+                          "samples": [{"text": o.text, "complete": o.finished, "forward_passes": o.forward_passes,
+                                       "rejections": o.rejections} for o in outputs],
+                          "generate_seconds": round(seconds, 3)}, ensure_ascii=False, indent=2))
+    return _report(args, [(o.text, o.finished, len(o.token_ids)) for o in outputs], printed=not args.json)
 
 
 def _settings(args: argparse.Namespace, prompt: str) -> dict:

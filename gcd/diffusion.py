@@ -18,14 +18,37 @@ takes ``input_ids`` and returns ``.logits`` over all positions, given their mask
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
 import torch
 
+from gcd.errors import GCDError
 from gcd.grammar import Grammar
 from gcd.holes import BudgetExceeded, Hole, can_complete
 from gcd.vocab import Vocabulary
+
+
+BYTE_EOS, BYTE_MASK = 256, 257      # the shipped model's vocabulary: the 256 bytes, EOS, mask
+BYTE_VOCAB_SIZE = 258
+SHIPPED = Path(__file__).resolve().parent / "models" / "diffusion-json-sql"
+
+
+def byte_vocabulary() -> Vocabulary:
+    """The shipped model's vocabulary: token i < 256 is byte i; 256 is EOS, 257 the mask."""
+    return Vocabulary([bytes([i]) for i in range(256)] + [None, None], eos_token_id=BYTE_EOS,
+                      special_token_ids=[BYTE_MASK])
+
+
+def load_shipped() -> "MaskedLM":
+    """The small masked-diffusion model gcd ships (a byte-level BERT trained on JSON and SQL by
+    ``scripts/train_diffusion.py``; see its ``TRAINING.md``), on the CPU."""
+    from transformers import AutoModelForMaskedLM
+
+    if not (SHIPPED / "config.json").exists():
+        raise GCDError(f"the shipped diffusion model is missing from {SHIPPED} (scripts/train_diffusion.py makes it)")
+    return MaskedLM(AutoModelForMaskedLM.from_pretrained(SHIPPED).eval(), BYTE_MASK)
 
 
 class DiffusionModel(Protocol):

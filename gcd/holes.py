@@ -21,7 +21,8 @@ completion; ``Grammar.accepts`` lexes by longest match, which can split a text o
 (``NAME NAME`` cannot spell ``ab`` + ``cd`` with nothing between: longest match reads one
 ``NAME``). The first reading contains the second, so "no" is final. For "yes", a witness
 is built from the derivation (the shortest lexemes along it, printable ASCII inside holes;
-then, if that text is not a word, the same with short ignorable text, a space, a newline,
+then the same with newlines first among the bytes holes get (a newline ends a line
+comment); then, if that text is not a word, the same with short ignorable text, a space, a newline,
 between lexemes that meet inside a hole; first from a chart that keeps only the lexeme ends
 the lexer could take, then from the full one) and checked with ``Grammar.accepts``: ``complete`` returns
 only verified words and ``can_complete`` is True only with one. When a completion exists
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,6 +47,7 @@ DEFAULT_BUDGET = 2_000_000
 _PRINTABLE = [*range(0x61, 0x7B), *range(0x30, 0x3A), *range(0x41, 0x5B), 0x20,
               *range(0x21, 0x30), *range(0x3A, 0x41), *range(0x5B, 0x61), *range(0x7B, 0x7F), 0x0A, 0x09]
 _OTHER = [b for b in range(256) if b not in set(_PRINTABLE)]
+_LINES_FIRST = [0x0A, *(b for b in _PRINTABLE if b != 0x0A)]   # a newline ends line comments
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,10 @@ def can_complete(grammar: Grammar, chunks: list, *, budget: int = DEFAULT_BUDGET
     return complete(grammar, chunks, budget=budget) is not None
 
 
-def complete(grammar: Grammar, chunks: list, *, budget: int = DEFAULT_BUDGET) -> str | None:
-    """A word of ``grammar`` made of ``chunks`` with each hole filled (None: there is none)."""
+def complete(grammar: Grammar, chunks: list, *, budget: int = DEFAULT_BUDGET,
+             cache: "_EdgeCache | None" = None) -> str | None:
+    """A word of ``grammar`` made of ``chunks`` with each hole filled (None: there is none).
+    ``cache``: a ``Canvas``'s lexeme ends, kept between its checks."""
     canvas = _Canvas.of(chunks)
     if canvas is None:
         return None
@@ -77,19 +81,22 @@ def complete(grammar: Grammar, chunks: list, *, budget: int = DEFAULT_BUDGET) ->
             return None
         return text if grammar.accepts(text) else None
     tables = _tables(grammar)
-    chart = _Chart(canvas, tables, budget)
+    if cache is not None:
+        cache.arrange(chunks)
+    chart = _Chart(canvas, tables, budget, cache=cache)
     root = chart.run()
     if root is None:
         return None
     # witnesses: from a chart whose lexemes end where the lexer would end them, then from this one
-    strict = _Chart(canvas, tables, budget, strict=True)
+    strict = _Chart(canvas, tables, budget, strict=True, cache=cache)
     for source in (strict, chart):
         top = strict.run() if source is strict else root
         if top is None:
             continue
         spans = source.spans(top)
-        for separator in (None, *tables.separators):
-            text = b"".join(separator if kind is None else source.lexeme(kind, a, b)
+        for separator, alphabet in [(None, _PRINTABLE), (None, _LINES_FIRST),
+                                    *((sep, _PRINTABLE) for sep in tables.separators)]:
+            text = b"".join(separator if kind is None else source.lexeme(kind, a, b, alphabet)
                             for kind, a, b in _separated(spans, canvas, separator is not None))
             try:
                 word = text.decode("utf-8")
@@ -99,6 +106,90 @@ def complete(grammar: Grammar, chunks: list, *, budget: int = DEFAULT_BUDGET) ->
                 return word
     raise BudgetExceeded("a completion exists as a sequence of the grammar's terminals, but the witnesses tried "
                          "do not lex as a word under longest match; the answer is not known")
+
+
+class Canvas:
+    """Repeated completion checks on a canvas of cells, as its cells are filled in (diffusion
+    decoding sets one position at a time): ``Canvas(grammar, cells)``, ``set(i, text)``,
+    ``can_complete()``, ``try_texts(i, texts)``. A cell is fixed text (``str``/``bytes``) or a
+    hole (``None`` or ``Hole``). The answer is ``can_complete(grammar, cells)``'s; what is kept
+    between checks is every terminal's lexeme ends from every canvas state (the bulk of a
+    check), keyed by the cells they read, so setting a cell recomputes only the lexemes that
+    read it, wherever the cells around it have moved."""
+
+    def __init__(self, grammar: Grammar, cells: list, *, budget: int = DEFAULT_BUDGET) -> None:
+        self.grammar, self.budget = grammar, budget
+        self.cells = list(cells)
+        self.cache = _EdgeCache()
+
+    def set(self, i: int, cell) -> None:
+        """Put ``cell`` (text or a hole) at position ``i``."""
+        self.cells[i] = cell
+        self.cache.invalidate(i)
+
+    def can_complete(self) -> bool:
+        return complete(self.grammar, self.cells, budget=self.budget, cache=self.cache) is not None
+
+    def try_texts(self, i: int, texts: list) -> list[bool]:
+        """For each candidate cell in ``texts``, whether the canvas with it at ``i`` can be
+        completed (the canvas is left as it was)."""
+        old = self.cells[i]
+        out = []
+        for text in texts:
+            self.set(i, text)
+            out.append(self.can_complete())
+        self.set(i, old)
+        return out
+
+
+class _EdgeCache:
+    """Lexeme ends by terminal and start, in cell coordinates (cell, offset), with the range
+    of cells each walk read, across the checks of a ``Canvas``."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple, tuple] = {}   # (cell, offset, name, strict) -> (ends, extend, first, last)
+        self.layout: tuple | None = None
+
+    def arrange(self, chunks: list) -> None:
+        """Record where each cell starts in the flat canvas built from ``chunks``."""
+        starts, pos = [], 0
+        for chunk in chunks:
+            n = (chunk.min_bytes if isinstance(chunk, Hole) else 0) if chunk is None or isinstance(chunk, Hole) \
+                else len(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+            starts.append(pos)
+            pos += n
+        touch_lo, touch_hi = [len(chunks)] * (pos + 1), [-1] * (pos + 1)
+        for k, start in enumerate(starts):
+            end = starts[k + 1] if k + 1 < len(starts) else pos
+            for state in range(start, end + 1):
+                touch_lo[state] = min(touch_lo[state], k)
+                touch_hi[state] = max(touch_hi[state], k)
+        self.layout = (starts, touch_lo, touch_hi)
+
+    def _cell(self, state: int) -> tuple[int, int]:
+        starts, touch_lo, _ = self.layout
+        k = touch_lo[state]
+        return (k, state - (starts[k] if k < len(starts) else 0))
+
+    def _state(self, cell: tuple[int, int]) -> int:
+        starts = self.layout[0]
+        return (starts[cell[0]] if cell[0] < len(starts) else 0) + cell[1]
+
+    def get(self, p: int, name: str, strict: bool):
+        hit = self.entries.get((*self._cell(p), name, strict))
+        if hit is None:
+            return None
+        ends, extend = hit[0], hit[1]
+        return [self._state(c) for c in ends], [self._state(c) for c in extend]
+
+    def put(self, p: int, name: str, strict: bool, ends: list[int], extend: list[int], last: int) -> None:
+        _, touch_lo, touch_hi = self.layout
+        first, final = touch_lo[p], max(touch_hi[last], touch_lo[last])
+        self.entries[(*self._cell(p), name, strict)] = ([self._cell(q) for q in ends],
+                                                       [self._cell(q) for q in extend], first, final)
+
+    def invalidate(self, i: int) -> None:
+        self.entries = {k: v for k, v in self.entries.items() if not v[2] <= i <= v[3]}
 
 
 # -- the canvas --------------------------------------------------------------------------
@@ -156,6 +247,7 @@ class _Tables:
     firsts: dict[str, list[tuple[str, str]]]     # B -> [(A, C)] for A -> B C
     seconds: dict[str, list[tuple[str, str]]]    # C -> [(A, B)] for A -> B C
     separators: list[bytes]                      # short ignored lexemes with different first bytes
+    reach: dict = field(default_factory=dict)    # DFA-state closures, shared by every check
 
 
 _TABLES: "weakref.WeakKeyDictionary[Grammar, _Tables]" = weakref.WeakKeyDictionary()
@@ -227,14 +319,15 @@ class _Chart:
     """Terminal edges over the canvas and the worklist of derived triples, with one
     derivation kept per triple (for the witness)."""
 
-    def __init__(self, canvas: _Canvas, tables: _Tables, budget: int, strict: bool = False) -> None:
-        self.canvas, self.tables, self.budget, self.strict = canvas, tables, budget, strict
+    def __init__(self, canvas: _Canvas, tables: _Tables, budget: int, strict: bool = False,
+                 cache: "_EdgeCache | None" = None) -> None:
+        self.canvas, self.tables, self.budget, self.strict, self.cache = canvas, tables, budget, strict, cache
         self.ends: dict[tuple[int, str], set[int]] = {}     # (p, X) -> {q}
         self.starts: dict[tuple[int, str], set[int]] = {}   # (q, X) -> {p}
         self.back: dict[tuple[int, str, int], tuple] = {}
         self.queue: deque = deque()
         self._edges: dict[tuple[int, str], list[int]] = {}
-        self._reach: dict[tuple[str, int], frozenset] = {}
+        self._reach = tables.reach
         self._ignored: dict[int, dict[int, int | None]] = {}
         self._extend: set[tuple[str, int, int]] = set()   # strict: lexemes that must read hole text at their end
 
@@ -244,9 +337,16 @@ class _Chart:
         key = (p, name)
         out = self._edges.get(key)
         if out is None:
-            out = self._walk(p, name)
-            if self.strict:
-                out = self._lexer_ends(p, name, out)
+            hit = self.cache.get(p, name, self.strict) if self.cache is not None else None
+            if hit is not None:
+                out, extend = hit
+                self._extend.update((name, p, q) for q in extend)
+            else:
+                out, last = self._walk(p, name)
+                if self.strict:
+                    out = self._lexer_ends(p, name, out)
+                if self.cache is not None:
+                    self.cache.put(p, name, self.strict, out, [q for q in out if (name, p, q) in self._extend], last)
             self._edges[key] = out
         return out
 
@@ -284,7 +384,8 @@ class _Chart:
                 best = name
         return best
 
-    def _walk(self, p: int, name: str) -> list[int]:
+    def _walk(self, p: int, name: str) -> tuple[list[int], int]:
+        """(the ends of ``name``'s lexemes from ``p``, the last state whose byte was read)."""
         trans, accepting = self.tables.terminals[name]
         data, loop = self.canvas.data, self.canvas.loop
         states = self._close(name, {0}) if loop[p] else {0}
@@ -295,14 +396,14 @@ class _Chart:
             if any(accepting[d] for d in states):
                 out.append(s)
             if s == len(data):
-                return out
+                return out, s
             if self.canvas.wild[s]:
                 states = {e for d in states for e in self._any(name, d)}
             else:
                 byte = data[s]
                 states = {e for d in states if (e := int(trans[d, byte])) >= 0}
             if not states:
-                return out
+                return out, s
             s += 1
             if loop[s]:
                 states = self._close(name, states)
@@ -424,10 +525,10 @@ class _Chart:
             b = prev
         return path[::-1]
 
-    def lexeme(self, name: str, a: int, b: int) -> bytes:
+    def lexeme(self, name: str, a: int, b: int, first: list[int] = None) -> bytes:
         """A shortest lexeme of ``name`` reading the canvas from ``a`` to ``b`` (printable
-        ASCII where it is inside a hole)."""
-        for alphabet in (_PRINTABLE, _PRINTABLE + _OTHER):
+        ASCII where it is inside a hole, tried in the order of ``first``)."""
+        for alphabet in (first or _PRINTABLE, _PRINTABLE + _OTHER):
             out = self._lexeme(name, a, b, alphabet)
             if out is not None:
                 return out

@@ -188,6 +188,6 @@ def test_json_schema_check_and_sample(model_installed, capsys, tmp_path):
     assert code == 0, out.err
     jsonschema.validate(json.loads(out.out), schema)
     bad = tmp_path / "bad.json"
-    bad.write_text('{"properties": {"x": {"type": "integer", "minimum": 3}}}')
+    bad.write_text('{"properties": {"x": {"type": "number", "minimum": 3}}}')
     assert main(["check", "--json-schema", str(bad)]) == 1
     assert "#/properties/x/minimum" in _one_line_error(capsys.readouterr().err)

@@ -157,3 +157,49 @@ def test_budget_and_arguments():
         gcd.can_complete(grammar, ["1", 2])
     assert not gcd.can_complete(grammar, ["\ud800", None])
     assert gcd.complete(grammar, [None]) is not None and gcd.complete(grammar, []) is None
+
+
+def outcome(check) -> bool | str:
+    """True, False, or "unknown" (BudgetExceeded: the loose reading says yes, no witness is a word)."""
+    try:
+        return check()
+    except gcd.BudgetExceeded:
+        return "unknown"
+
+
+@pytest.mark.parametrize("name, text", [
+    ("json", '{"name": "Tom", "tags": ["a", "b"], "n": -1.5e2, "ok": true}'),
+    ("config", 'x = 1; # a note\nname = "a b"; l = [1, [3]];'),
+])
+def test_incremental_checks_equal_from_scratch_checks(name, text):
+    """A canvas filled cell by cell in random orders (cells: pieces of a word; masked cells
+    holes of any length, or of at least their length as diffusion positions are) answers as
+    a fresh check would, for the right piece and for a wrong one."""
+    import random
+
+    grammar = gcd.Grammar.from_file(ROOT / "grammars" / "json.lark") if name == "json" else gcd.Grammar(CONFIG)
+    rng = random.Random(0)
+    pieces = []
+    while text:
+        n = rng.randint(2, 5)
+        pieces.append(text[:n])
+        text = text[n:]
+    unknown = 0
+    for order in range(2):
+        cells = [None if order else gcd.holes.Hole(len(p.encode())) for p in pieces]
+        canvas = gcd.holes.Canvas(grammar, cells)
+        positions = list(range(len(pieces)))
+        rng.shuffle(positions)
+        for i in positions:
+            wrong = rng.choice(['"', "]", "x", "{", "#", " "])
+            for piece in (pieces[i], wrong):
+                fresh = outcome(lambda: gcd.can_complete(grammar, cells[:i] + [piece] + cells[i + 1:]))
+                canvas.set(i, piece)
+                assert outcome(canvas.can_complete) == fresh, (cells, i, piece)
+                assert piece != pieces[i] or fresh is not False   # the word's own piece always fits
+                unknown += fresh == "unknown"
+            canvas.set(i, pieces[i])
+            cells[i] = pieces[i]
+        assert canvas.can_complete() and grammar.accepts("".join(cells))
+    assert canvas.try_texts(0, [pieces[0], "]"]) == [True, False] and canvas.cells[0] == pieces[0]
+    assert unknown <= 2 * len(pieces) // 3
