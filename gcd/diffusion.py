@@ -26,7 +26,7 @@ import torch
 
 from gcd.errors import GCDError
 from gcd.grammar import Grammar
-from gcd.holes import BudgetExceeded, Hole, can_complete
+from gcd.holes import BudgetExceeded, Hole
 from gcd.vocab import Vocabulary
 
 
@@ -93,8 +93,9 @@ def generate(model: DiffusionModel, vocab: Vocabulary, grammar: Grammar | None, 
     """Fill ``gen_length`` masked positions after ``prompt_ids`` in ``steps`` model calls,
     constrained to ``grammar`` (None: unconstrained). ``temperature`` 0 picks each position's
     most likely token, otherwise samples it (Gumbel noise on the logits); positions are
-    unmasked by confidence. A position whose ``max_rejections`` best tokens are all rejected
-    gets EOS if that is allowed there; otherwise the run stops, unfinished."""
+    unmasked by confidence. A position whose ``max_rejections`` best tokens are all refused
+    in a pass gets EOS if that fits there, else waits for a later pass while other positions
+    are filled; when a pass can place nothing at all, the run stops, unfinished."""
     if gen_length < 1 or steps < 1:
         raise ValueError("gen_length and steps must be >= 1")
     block = block_length or gen_length
@@ -102,44 +103,93 @@ def generate(model: DiffusionModel, vocab: Vocabulary, grammar: Grammar | None, 
         raise ValueError("block_length must divide gen_length, and the number of blocks must divide steps")
     rng = np.random.default_rng(seed)
     eos = set(vocab.eos_token_ids)
+    fill = min(eos)
     mask = model.mask_token_id
     prompt = [int(t) for t in prompt_ids]
     canvas = np.full(gen_length, -1, dtype=np.int64)    # -1: masked
+    checker = _Checker(grammar, vocab, gen_length) if grammar is not None else None
     passes = rejections = 0
     per_block = steps // (gen_length // block)
-    for step, count in enumerate(_schedule(gen_length, block, steps)):
-        lo = (step // per_block) * block
-        hi = lo + block
+    schedule = _schedule(gen_length, block, steps)
+    step = 0
+    while (canvas < 0).any():
+        if step < len(schedule):
+            count, lo = schedule[step], (step // per_block) * block
+        else:            # positions left over (all of a step's candidates were refused): more passes
+            count, lo = int((canvas < 0).sum()), 0
+        hi = lo + block if step < len(schedule) else gen_length
+        step += 1
         ids = torch.tensor(prompt + [mask if t < 0 else int(t) for t in canvas])
         logits = model.logits(ids)[len(prompt):].double().cpu().numpy()[:, : vocab.size]
         passes += 1
         if temperature > 0:
             logits = logits / temperature - np.log(-np.log(rng.random(logits.shape)))
+        tried = np.zeros(gen_length, dtype=np.int64)     # refusals per position in this pass
+        placed_any = False
         for _ in range(count):
-            open_ = [i for i in range(lo, hi) if canvas[i] < 0]
-            if not open_:
-                break
-            placed = False
-            while not placed:
+            while True:
+                open_ = [i for i in range(lo, hi) if canvas[i] < 0 and tried[i] < max_rejections]
+                if not open_:
+                    break
                 best = max(open_, key=lambda i: logits[i].max())
-                if not np.isfinite(logits[best].max()):
-                    return _stop(canvas, vocab, grammar, passes, rejections)
                 ended = any(t in eos for t in canvas[:best].tolist())
-                token = next(iter(eos)) if ended else int(np.argmax(logits[best]))   # after EOS, only EOS
-                if grammar is None or _allowed(grammar, vocab, canvas, best, token, eos):
+                token = fill if ended else int(np.argmax(logits[best]))   # after EOS, only EOS
+                if not np.isfinite(logits[best, token]):
+                    tried[best] = max_rejections
+                    continue
+                if checker is None or checker.allowed(canvas, best, token):
                     canvas[best] = token
-                    placed = True
-                else:
-                    logits[best, token] = -np.inf
-                    rejections += 1
-                    if np.isinf(logits[best]).sum() >= max_rejections:
-                        fill = next(iter(eos))
-                        if _allowed(grammar, vocab, canvas, best, fill, eos):
-                            canvas[best] = fill
-                            placed = True
-                        else:
-                            return _stop(canvas, vocab, grammar, passes, rejections)
+                    placed_any = True
+                    break
+                logits[best, token] = -np.inf
+                rejections += 1
+                tried[best] += 1
+                if tried[best] >= max_rejections and checker.allowed(canvas, best, fill):
+                    canvas[best] = fill       # nothing the model wants fits here: EOS, if that does
+                    placed_any = True
+                    break
+        if not placed_any and step >= len(schedule):
+            break                             # no position can take any candidate: stop
     return _stop(canvas, vocab, grammar, passes, rejections)
+
+
+class _Checker:
+    """Completion checks of a diffusion canvas through one incremental ``gcd.Canvas``: a
+    masked run inside the text is a hole of at least a byte per position; at the end, where
+    EOS may pad, a hole of any length; EOS ends the text."""
+
+    def __init__(self, grammar: Grammar, vocab: Vocabulary, length: int) -> None:
+        from gcd.holes import Canvas
+
+        self.vocab, self.eos = vocab, set(vocab.eos_token_ids)
+        self.canvas = Canvas(grammar, [None] * length)
+
+    def allowed(self, canvas: np.ndarray, pos: int, token: int) -> bool:
+        trial = canvas.copy()
+        trial[pos] = token
+        tokens = trial.tolist()
+        ends = [i for i, t in enumerate(tokens) if t in self.eos]
+        if ends and any(t >= 0 and t not in self.eos for t in tokens[ends[0]:]):
+            return False                      # text after EOS
+        if any(t in self.vocab.special_token_ids and t not in self.eos for t in tokens if t >= 0):
+            return False
+        stop = ends[0] if ends else len(tokens)
+        last_fixed = max((i for i in range(stop) if tokens[i] >= 0), default=-1)
+        cells = []
+        for i, t in enumerate(tokens):
+            if i >= stop:
+                cells.append(b"")
+            elif t < 0:
+                cells.append(Hole(1) if i < last_fixed else None)
+            else:
+                cells.append(self.vocab.token_bytes(t))
+        for i, cell in enumerate(cells):
+            if self.canvas.cells[i] != cell:
+                self.canvas.set(i, cell)
+        try:
+            return self.canvas.can_complete()
+        except BudgetExceeded:
+            return False
 
 
 def _schedule(gen_length: int, block: int, steps: int) -> list[int]:
@@ -149,41 +199,6 @@ def _schedule(gen_length: int, block: int, steps: int) -> list[int]:
     base, extra = divmod(block, per_block)
     one = [base + (1 if i < extra else 0) for i in range(per_block)]
     return one * blocks
-
-
-def _allowed(grammar: Grammar, vocab: Vocabulary, canvas: np.ndarray, pos: int, token: int, eos: set[int]) -> bool:
-    """Can the canvas with ``token`` at ``pos`` still be completed to a word?"""
-    trial = canvas.copy()
-    trial[pos] = token
-    cut = [i for i, t in enumerate(trial) if t in eos]
-    if cut:
-        first = cut[0]
-        if any(t >= 0 and t not in eos for t in trial[first:]):   # text after EOS
-            return False
-        trial = trial[:first]
-    elif token in vocab.special_token_ids:
-        return False
-    if any(t in vocab.special_token_ids and t not in eos for t in trial if t >= 0):
-        return False
-    chunks: list = []
-    for t in trial.tolist():   # a masked run inside the text holds a token per position (>= 1 byte each)
-        if t < 0:
-            if chunks and isinstance(chunks[-1], Hole):
-                chunks[-1] = Hole(chunks[-1].min_bytes + 1)
-            else:
-                chunks.append(Hole(1))
-        else:
-            piece = vocab.token_bytes(t)
-            if chunks and isinstance(chunks[-1], bytes):
-                chunks[-1] += piece
-            else:
-                chunks.append(piece)
-    if chunks and isinstance(chunks[-1], Hole):   # at the end: EOS may pad, so any length
-        chunks[-1] = None
-    try:
-        return can_complete(grammar, chunks)
-    except BudgetExceeded:
-        return False
 
 
 def _stop(canvas: np.ndarray, vocab: Vocabulary, grammar: Grammar | None, passes: int, rejections: int) -> Canvas:

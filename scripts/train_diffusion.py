@@ -5,7 +5,7 @@ objective (a mask ratio t ~ U(0, 1) per sequence, every position masked with pro
 cross-entropy on the masked positions weighted by 1/t, as LLaDA trains) on JSON documents
 and SQL queries, one per 64-byte canvas, EOS-padded. Runs on this CPU:
 
-    OMP_NUM_THREADS=2 .venv/bin/python scripts/train_diffusion.py [--steps 3000]
+    OMP_NUM_THREADS=2 .venv/bin/python scripts/train_diffusion.py [--steps 2000]
 
 The data: the JSON and SQL files under tests/data plus JSON objects and SELECT queries
 generated from small vocabularies (seeded), each at most 63 bytes.
@@ -85,7 +85,7 @@ def main() -> None:
     from transformers import BertConfig, BertForMaskedLM
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

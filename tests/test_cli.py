@@ -191,3 +191,14 @@ def test_json_schema_check_and_sample(model_installed, capsys, tmp_path):
     bad.write_text('{"properties": {"x": {"type": "number", "minimum": 3}}}')
     assert main(["check", "--json-schema", str(bad)]) == 1
     assert "#/properties/x/minimum" in _one_line_error(capsys.readouterr().err)
+
+
+def test_sample_with_the_shipped_diffusion_model(capsys):
+    code = main(["sample", "--grammar", JSON_LARK, "--diffusion", "--max-new-tokens", "32", "--temperature", "1",
+                 "--json"])
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    [sample] = report["samples"]
+    assert code == (0 if sample["complete"] else 1), out.err
+    if sample["complete"]:
+        json.loads(sample["text"])
