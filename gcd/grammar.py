@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from lark.exceptions import GrammarError as LarkGrammarError
-from lark.exceptions import UnexpectedInput
+from lark.exceptions import UnexpectedInput, VisitError
 from lark.grammar import NonTerminal, Rule
 from lark.lexer import PatternStr, TerminalDef
 from lark.load_grammar import load_grammar
@@ -156,6 +156,8 @@ def _load(text: str, start: str, base_dir: Path | None) -> tuple[list[TerminalDe
                            context=e.get_context(text).rstrip()) from None
     except (LarkGrammarError, KeyError, AssertionError) as e:
         raise _grammar_error(text, str(e)) from None
+    except VisitError as e:   # e.g. a regex Lark's `regex`/`re` cannot compile, found while building
+        raise _grammar_error(text, f"{type(e.orig_exc).__name__}: {e.orig_exc}") from None
     except RecursionError:
         raise GrammarError(f"the grammar nests groups too deeply (more than Python's recursion limit of "
                            f"{RECURSION_LIMIT} frames allows)") from None

@@ -249,3 +249,10 @@ def test_mutated_grammars_raise_only_grammar_errors(text):
         g.accepts_prefix("(")
     except gcd.GrammarError as e:
         assert str(e).strip()
+
+
+def test_a_regex_lark_cannot_compile_is_a_grammar_error():
+    """Found by the mutation test: an alternation Lark joins into one regex and compiles
+    itself (a bad range: ``\\x00`` read as ``\\`` then ``x00``), not only gcd's own check."""
+    raises('start: C\nC: /[^"\\\\x00-\\x1f]/ | "a"\n')
+    raises('start: A\nA: /[0-\\d]/\n')
