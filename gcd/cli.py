@@ -331,8 +331,11 @@ def _sample_faithful(args: argparse.Namespace, model, tokenizer, compiled: Compi
         for r in range(args.num_samples):
             run = [s for s in out if s.run == r]
             w = np.array([s.log_weight for s in run])
-            shown.append(run[int(rng.choice(len(run), p=np.exp(w - w.max()) / np.exp(w - w.max()).sum()))]
-                         if np.isfinite(w).any() else max(run, key=lambda s: len(s.token_ids)))
+            if np.isfinite(w).any():
+                p = np.exp(w - w.max())
+                shown.append(run[int(rng.choice(len(run), p=p / p.sum()))])
+            else:
+                shown.append(max(run, key=lambda s: len(s.token_ids)))
     else:
         shown = list(out)
     if args.json:

@@ -82,7 +82,7 @@ def complete(grammar: Grammar, chunks: list, *, budget: int = DEFAULT_BUDGET,
         return text if grammar.accepts(text) else None
     tables = _tables(grammar)
     if cache is not None:
-        cache.arrange(chunks)
+        cache.arrange(canvas)
     chart = _Chart(canvas, tables, budget, cache=cache)
     root = chart.run()
     if root is None:
@@ -150,15 +150,10 @@ class _EdgeCache:
         self.entries: dict[tuple, tuple] = {}   # (cell, offset, name, strict) -> (ends, extend, first, last)
         self.layout: tuple | None = None
 
-    def arrange(self, chunks: list) -> None:
-        """Record where each cell starts in the flat canvas built from ``chunks``."""
-        starts, pos = [], 0
-        for chunk in chunks:
-            n = (chunk.min_bytes if isinstance(chunk, Hole) else 0) if chunk is None or isinstance(chunk, Hole) \
-                else len(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
-            starts.append(pos)
-            pos += n
-        touch_lo, touch_hi = [len(chunks)] * (pos + 1), [-1] * (pos + 1)
+    def arrange(self, canvas: "_Canvas") -> None:
+        """Record where each cell starts in ``canvas`` (built from the cells)."""
+        starts, pos = list(canvas.starts), canvas.final
+        touch_lo, touch_hi = [len(starts)] * (pos + 1), [-1] * (pos + 1)
         for k, start in enumerate(starts):
             end = starts[k + 1] if k + 1 < len(starts) else pos
             for state in range(start, end + 1):
@@ -197,15 +192,18 @@ class _EdgeCache:
 @dataclass(frozen=True)
 class _Canvas:
     """Fixed bytes ``data``; ``loop[s]``: a hole sits at state ``s`` (before ``data[s]``);
-    ``wild[s]``: ``data[s]`` is any byte (a ``Hole`` with a minimum length)."""
+    ``wild[s]``: ``data[s]`` is any byte (a ``Hole`` with a minimum length); ``starts[k]``:
+    the state where chunk ``k`` begins."""
     data: bytes
     loop: tuple[bool, ...]
     wild: tuple[bool, ...]
+    starts: tuple[int, ...]
 
     @staticmethod
     def of(chunks: list) -> "_Canvas | None":
-        data, loop, wild = bytearray(), [False], []
+        data, loop, wild, starts = bytearray(), [False], [], []
         for chunk in chunks:
+            starts.append(len(data))
             if chunk is None or isinstance(chunk, Hole):
                 n = 0 if chunk is None else chunk.min_bytes
                 data += bytes(n)
@@ -223,7 +221,7 @@ class _Canvas:
             data += chunk
             loop += [False] * len(chunk)
             wild += [False] * len(chunk)
-        return _Canvas(bytes(data), tuple(loop), tuple(wild))
+        return _Canvas(bytes(data), tuple(loop), tuple(wild), tuple(starts))
 
     def fixed(self, p: int, q: int) -> bool:
         """Are the bytes read from state ``p`` to ``q`` all given (no hole on the way)?"""
