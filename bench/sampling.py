@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 import gcd  # noqa: E402
 import gcd.sampling  # noqa: E402
-from gcd.hf import chat_prompt, load_model  # noqa: E402
+from gcd.hf import chat_prompt, load_model, model_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Describe a cat as JSON."
@@ -78,7 +78,7 @@ def main() -> int:
             print(f"{method:<6} {str(trailing):>12} {tokens / seconds:9.2f} {c} {ended:>5}/{len(out):<4} "
                   f"{valid:>5}/{ended:<4}", flush=True)
     if args.genlm_python:
-        cmd = [args.genlm_python, str(ROOT / "bench" / "genlm_peer.py"), "--model", str(_converted()),
+        cmd = [args.genlm_python, str(ROOT / "bench" / "genlm_peer.py"), "--model", str(model_folder("smollm2")),
                "--grammar", str(ROOT / "grammars" / "json.lark"), "--prompt", PROMPT,
                "--particles", str(args.particles), "--max-tokens", str(args.genlm_max_tokens),
                "--runs", str(args.samples)]
@@ -101,17 +101,6 @@ def main() -> int:
             print(f"gcd smc, same settings: {tokens} tokens in {seconds:.1f} s = {tokens / seconds:.2f} tokens/s, "
                   f"{np.mean(checks):.2f} checks/token, EOS-ended {sum(s.finished for s in out)}/{len(out)}")
     return 0
-
-
-def _converted() -> Path:
-    """The HF folder gcd converted the GGUF into (what genlm-control loads)."""
-    from gcd.hf import default_cache_dir
-
-    candidates = sorted((default_cache_dir() / "models").glob("*"))
-    for c in candidates:
-        if (c / "config.json").exists() and "smol" in c.name.lower():
-            return c
-    raise SystemExit(f"no converted SmolLM2 folder under {default_cache_dir() / 'models'}")
 
 
 def _is_json(text: str) -> bool:

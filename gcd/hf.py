@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 __all__ = ["GrammarLogitsProcessor", "chat_prompt", "default_model_source", "load_model", "load_tokenizer",
-           "model_source"]
+           "model_folder", "model_source"]
 
 BUILTIN_MODELS = ("smollm2", "gemma3")
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -166,8 +166,31 @@ def _one_line(e: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def model_folder(name_or_path: str = "smollm2", *, progress: bool = False) -> Path:
+    """A Hugging Face model folder (weights and tokenizer) for what ``load_model`` accepts,
+    for engines that load folders themselves (vLLM): a built-in model or ``.gguf`` file is
+    converted once into ``default_cache_dir()/models/<name>-<gguf size>``; a folder is itself."""
+    gguf = _gguf(name_or_path)
+    if gguf is None:
+        path = Path(name_or_path).expanduser()
+        if not path.is_dir():
+            raise GCDError(f"no model folder {name_or_path!r}: expected one of {', '.join(BUILTIN_MODELS)}, "
+                           "a .gguf file or a local Hugging Face model folder")
+        return path
+    cached = _converted(gguf[1], gguf[0])
+    if not cached.is_dir():
+        _gguf_model(*gguf, progress=progress)
+        if not cached.is_dir():
+            raise GCDError(f"cannot save the converted {gguf[1].name} under {cached.parent} (quantized weights?)")
+    return cached
+
+
+def _converted(gguf: Path, name: str) -> Path:
+    return default_cache_dir() / "models" / f"{name}-{gguf.stat().st_size}"
+
+
 def _gguf_model(name: str, gguf: Path, progress: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    cached = default_cache_dir() / "models" / f"{name}-{gguf.stat().st_size}"
+    cached = _converted(gguf, name)
     if cached.is_dir():
         return _pretrained(str(cached), local_files_only=True)
     from transformers import AutoModelForCausalLM
