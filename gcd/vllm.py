@@ -17,7 +17,8 @@ Requests without these keys are left untouched. This module imports vLLM; ``impo
 
 ``GCD_VLLM_STATS=FILE`` (environment of the engine): each time its batch empties, the
 processor writes the time it has spent so far as JSON to FILE (``steps``, ``rows``,
-``seconds``) — the per-step cost gcd adds, which ``bench/vllm_throughput.py`` reports.
+``seconds`` in its calls, ``compile_seconds`` compiling grammars) — the per-step cost gcd
+adds, which ``bench/vllm_throughput.py`` reports.
 """
 from __future__ import annotations
 
@@ -153,7 +154,8 @@ class GrammarLogitsProcessor(LogitsProcessor):
         self._compiled: OrderedDict[tuple[str, str], CompiledGrammar | Exception] = OrderedDict()
         self._rows: dict[int, _Request] = {}
         self._stats_file = os.environ.get("GCD_VLLM_STATS")
-        self.stats = {"steps": 0, "rows": 0, "seconds": 0.0}   # apply calls with constrained rows
+        # steps: apply calls with constrained rows; seconds: in update_state and apply, less compiling
+        self.stats = {"steps": 0, "rows": 0, "seconds": 0.0, "compile_seconds": 0.0}
 
     def is_argmax_invariant(self) -> bool:
         return False
@@ -178,8 +180,10 @@ class GrammarLogitsProcessor(LogitsProcessor):
             _advance(request)
         self.stats["seconds"] += time.perf_counter() - start
         if batch_update is not None and not self._rows and self._stats_file and self.stats["steps"]:
-            with open(self._stats_file, "w") as f:
+            tmp = f"{self._stats_file}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
                 json.dump(self.stats, f)
+            os.replace(tmp, self._stats_file)   # readers never see half a file
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         if not self._rows:
@@ -217,11 +221,15 @@ class GrammarLogitsProcessor(LogitsProcessor):
         """A fresh matcher for the grammar; None when it cannot be compiled (logged once)."""
         compiled = self._compiled.get((key, text))
         if compiled is None:
+            start = time.perf_counter()
             try:
                 compiled = self.compiler.compile(request_grammar(key, text))
             except (GCDError, ValueError) as e:
                 logger.error("gcd: cannot compile a request's grammar: %s", _one_line(e))
                 compiled = e
+            elapsed = time.perf_counter() - start
+            self.stats["compile_seconds"] += elapsed
+            self.stats["seconds"] -= elapsed   # update_state adds it back
             self._compiled[key, text] = compiled
             if len(self._compiled) > COMPILED_CACHE_SIZE:
                 self._compiled.popitem(last=False)

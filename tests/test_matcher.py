@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import gcd
 
@@ -94,3 +95,27 @@ def test_max_trailing_zero_ends_at_the_first_word(compiled):
     assert m.consume_token(1) and m.allowed_token_ids().tolist() == [EOS]
     with pytest.raises(ValueError):
         compiled.matcher(max_trailing=-1)
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("vocab_size, logits_width", [(100, 100), (100, 140), (96, 96), (130, 64)])
+def test_apply_token_bitmask_matches_the_bits(device, vocab_size, logits_width):
+    """Bit j of word i allows column 32*i+j; columns past the bitmask (a padded model vocabulary)
+    are forbidden; allowed logits keep their values. Rows of a larger bitmask, sliced, work too."""
+    rng = np.random.default_rng(vocab_size + logits_width)
+    bitmask = gcd.allocate_token_bitmask(5, vocab_size)
+    bitmask.copy_(torch.from_numpy(rng.integers(-2**31, 2**31, size=bitmask.shape, dtype=np.int64).astype(np.int32)))
+    logits = torch.from_numpy(rng.normal(size=(3, logits_width)).astype(np.float32)).to(device)
+    rows = bitmask[1:4]
+    expect = logits.clone().cpu()
+    for r in range(3):
+        for col in range(logits_width):
+            word = col // 32
+            if word >= rows.shape[1] or not (int(rows[r, word]) >> (col % 32)) & 1:
+                expect[r, col] = float("-inf")
+    out = gcd.apply_token_bitmask_(logits, rows)
+    assert out is logits and logits.device.type == device
+    assert torch.equal(logits.cpu(), expect)
