@@ -154,6 +154,19 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed of the drawing")
     bench.set_defaults(run=_bench)
 
+    test = sub.add_parser("test", help="fuzz a grammar against Lark, and token walks with a tokenizer",
+                          formatter_class=defaults,
+                          description="Draw words of the grammar (Lark as the oracle) and check that gcd accepts "
+                                      "them, their prefixes and their one-edit near misses as Lark does, and that "
+                                      "each walks token by token through the compiled grammar "
+                                      "(gcd.testing.check_grammar). Exit 1 with the counterexamples on a failure.")
+    test.add_argument("grammar", help="a .lark grammar file")
+    test.add_argument("--tokenizer", default="smollm2",
+                      help="smollm2, gemma3, a .gguf file, a folder, or 'none' (text checks only)")
+    test.add_argument("--examples", type=_positive, default=100, metavar="N", help="words to draw")
+    test.add_argument("--seed", type=_seed, default=0, metavar="S", help="seed of the drawing")
+    test.set_defaults(run=_test)
+
     fill = sub.add_parser("infill", help="fill the {} holes of a template so that the text is a word of a grammar",
                           formatter_class=defaults,
                           description="Fill each {} of a template with the model, left to right, so that the whole "
@@ -415,6 +428,23 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _test(args: argparse.Namespace) -> int:
+    from gcd.testing import check_grammar
+
+    grammar = _grammar(args.grammar)
+    vocab = None
+    if args.tokenizer != "none":
+        from gcd.hf import load_tokenizer
+        from gcd.vocab import Vocabulary
+
+        vocab = Vocabulary.from_hf(load_tokenizer(args.tokenizer))
+    t0 = time.perf_counter()
+    report = check_grammar(grammar, vocab, examples=args.examples, seed=args.seed)
+    print(f"{args.grammar} ({'text only' if vocab is None else args.tokenizer}, {time.perf_counter() - t0:.1f} s)")
+    print(report)
+    return 0 if report.ok else 1
+
+
 def _bench(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -502,11 +532,11 @@ def _draw_words(grammar: Grammar, count: int, seed: int) -> tuple[list[str], int
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as fix_seed
 
-    from gcd.testing import words
+    from gcd.testing import derivations
 
     found: dict[str, None] = {}
     try:
-        strategy = words(grammar.text, grammar.start, separator=" ")
+        strategy = derivations(grammar.text, grammar.start, separator=" ")
     except ValueError as e:
         raise GCDError(f"cannot draw words from the grammar: {e}") from None
 

@@ -173,6 +173,11 @@ def _load(text: str, start: str, base_dir: Path | None) -> tuple[list[TerminalDe
     # sorted by name: their order means nothing (ties go by ``terminal_rank``), so grammars
     # that differ only in the order of their definitions compile to the same automata
     terminals = sorted((t for t in terminals if t.name in used or t.name in ignore), key=lambda t: t.name)
+    declared = sorted(used - {t.name for t in terminals})
+    if declared:   # %declare: a terminal some other lexer would produce; gcd lexes the text itself
+        at = re.search(rf"(?m)^\s*%declare\b.*\b{re.escape(declared[0])}\b", text)
+        raise GrammarError("no pattern (%declare): gcd lexes the text itself, so every terminal a rule uses needs "
+                           "a definition", line=at and text.count("\n", 0, at.start()) + 1, terminal=declared[0])
     return terminals, rules, list(ignore)
 
 

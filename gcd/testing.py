@@ -5,14 +5,24 @@ Use them to test your own grammars (and gcd itself)::
 
     import gcd
     from hypothesis import given
-    from gcd.testing import lark_oracle, near_misses, words
+    from gcd.testing import check_grammar, near_misses, prefixes, words
 
-    TEXT = open("my.lark").read()
-    grammar, oracle = gcd.Grammar(TEXT), lark_oracle(TEXT)
+    grammar = gcd.Grammar.from_file("my.lark")
 
-    @given(words(TEXT).flatmap(near_misses))
-    def test_agrees_with_lark(s):
-        assert grammar.accepts(s) == oracle(s)
+    def test_my_grammar():                      # all of the below, and token walks with a vocabulary
+        report = check_grammar(grammar, vocab)  # vocab=None: text only
+        assert report.ok, report
+
+    @given(words(grammar))                      # words Lark accepts
+    def test_words(w):
+        assert grammar.accepts(w)
+
+    @given(near_misses(grammar))                # one edit from a word, and not a word
+    def test_near_misses(s):
+        assert not grammar.accepts(s)
+
+``derivations`` draws from the rules without the Lark filter, ``edits`` edits one string,
+``prefixes`` cuts words, ``tokenizations(text, vocab)`` draws token sequences spelling a text.
 
 ``reference_allowed`` and ``assert_mask_exact`` check token masks against their definition
 (see ``reference_allowed``) by brute force: one ``accepts_prefix`` call per vocabulary token
@@ -28,6 +38,7 @@ Hypothesis is imported lazily, so ``import gcd.testing`` works without it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,8 +53,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from gcd.matcher import Matcher
     from gcd.vocab import Vocabulary
 
-__all__ = ["TableModel", "assert_mask_exact", "exact_distributions", "lark_oracle", "mask_token_ids",
-           "near_misses", "reference_allowed", "words"]
+__all__ = ["Counterexample", "GrammarReport", "TableModel", "assert_mask_exact", "check_grammar", "derivations",
+           "edits", "exact_distributions", "lark_oracle", "mask_token_ids", "near_misses", "prefixes",
+           "reference_allowed", "tokenizations", "words"]
 
 # Characters near_misses inserts besides the word's own: structure, quotes, escapes, space,
 # digits, letters, a control character and multi-byte UTF-8 (2, 3 and 4 bytes).
@@ -56,9 +68,9 @@ def _lark(grammar_text: str, start: str, parser: str):
     return Lark(grammar_text, parser=parser, start=start)
 
 
-def words(grammar_text: str, start: str = "start", *, alphabet: SearchStrategy[str] | None = None,
-          separator: str | None = None, max_depth: int = 6) -> SearchStrategy[str]:
-    """Strings derived from the grammar's rules, as ``hypothesis.extra.lark.from_lark`` draws
+def derivations(grammar: Grammar | str, start: str = "start", *, alphabet: SearchStrategy[str] | None = None,
+                separator: str | None = None, max_depth: int = 6) -> SearchStrategy[str]:
+    """Strings derived from the grammar's rules (a ``Grammar`` or Lark text), as ``hypothesis.extra.lark.from_lark`` draws
     them, but with the derivation depth bounded: beyond ``max_depth`` nested rules only the
     alternatives that finish soonest are taken. (``from_lark`` picks alternatives uniformly;
     on recursive grammars such as SQL most of its draws grow until Hypothesis gives up, and
@@ -71,7 +83,8 @@ def words(grammar_text: str, start: str = "start", *, alphabet: SearchStrategy[s
     (``let`` + ``x`` is the identifier ``letx``; an identifier drawn as ``if`` is the
     keyword), and a lazy terminal such as ``ESCAPED_STRING`` may be drawn longer than the
     lexer would match. So a drawn string is often **not** a word of the grammar: compare it
-    with an oracle (``lark_oracle``), never assume it is accepted.
+    with an oracle (``lark_oracle``), never assume it is accepted; ``words`` keeps only the
+    draws Lark accepts.
 
     ``alphabet`` restricts the characters regex terminals are drawn from (default: any
     character encodable in UTF-8; string literals are drawn as they are; as in ``from_lark``,
@@ -84,6 +97,7 @@ def words(grammar_text: str, start: str = "start", *, alphabet: SearchStrategy[s
     from hypothesis.errors import InvalidArgument
     from lark.lexer import PatternStr
 
+    grammar_text, start = _source(grammar, start)
     # the grammar as Lark compiles it (templates expanded, ?rules inlined); Earley builds for
     # every grammar, Lark's LALR builder refuses reduce/reduce conflicts
     terminals, rules, ignore = _lark(grammar_text, start, "earley").grammar.compile([start], ())
@@ -159,11 +173,11 @@ def words(grammar_text: str, start: str = "start", *, alphabet: SearchStrategy[s
     return draw_word()
 
 
-def near_misses(word: str, alphabet: str = NEAR_MISS_CHARACTERS) -> SearchStrategy[str]:
+def edits(word: str, alphabet: str = NEAR_MISS_CHARACTERS) -> SearchStrategy[str]:
     """Strings one edit away from ``word``: one character deleted, inserted, replaced, two
     adjacent characters swapped, or the word truncated. The characters inserted are those of
-    ``word`` and ``alphabet``. The result may or may not be a word: compare it with an oracle.
-    Typical use: ``words(text).flatmap(near_misses)``.
+    ``word`` and ``alphabet``. The result may or may not be a word: compare it with an oracle
+    (``near_misses`` keeps the edits of words that are not words).
     """
     from hypothesis import strategies as st
 
@@ -186,9 +200,101 @@ def near_misses(word: str, alphabet: str = NEAR_MISS_CHARACTERS) -> SearchStrate
     return st.one_of(edits)
 
 
-def lark_oracle(grammar_text: str, start: str = "start", *, parser: str | None = None,
+def words(grammar: Grammar | str, start: str = "start", *, separator: str | None = None,
+          max_depth: int = 6, alphabet: SearchStrategy[str] | None = None) -> SearchStrategy[str]:
+    """Words of the grammar: ``derivations`` that Lark (``lark_oracle``) accepts. ``separator``
+    defaults to a space where an ``%ignore`` terminal matches one (keywords then stay apart)."""
+    text, start = _source(grammar, start)
+    oracle = lark_oracle(text, start)
+    if separator is None:
+        separator = _space_if_ignored(text, start)
+    return derivations(text, start, alphabet=alphabet, separator=separator, max_depth=max_depth).filter(oracle)
+
+
+def prefixes(grammar: Grammar | str, start: str = "start", **options) -> SearchStrategy[str]:
+    """Prefixes (cut at any character) of ``words(grammar, start, **options)``: each can still
+    be completed to a word."""
+    from hypothesis import strategies as st
+
+    return words(grammar, start, **options).flatmap(lambda w: st.integers(0, len(w)).map(lambda i: w[:i]))
+
+
+def near_misses(grammar: Grammar | str, start: str = "start", *, alphabet: str = NEAR_MISS_CHARACTERS,
+                **options) -> SearchStrategy[str]:
+    """Strings one edit (``edits``) away from a word of the grammar that are not words (per Lark)."""
+    text, start = _source(grammar, start)
+    oracle = lark_oracle(text, start)
+    return words(text, start, **options).flatmap(lambda w: edits(w, alphabet)).filter(lambda s: not oracle(s))
+
+
+def tokenizations(text: str | bytes, vocab: Vocabulary) -> SearchStrategy[list[int]]:
+    """Token id sequences of ``vocab`` (special tokens left out) whose bytes are exactly
+    ``text``: any segmentation, not only the tokenizer's own. No sequence when the vocabulary
+    cannot spell the text (``hypothesis.strategies.nothing()``)."""
+    from hypothesis import strategies as st
+
+    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    by_bytes, longest = _tokens_by_bytes(vocab)
+    n = len(data)
+    reach = [False] * n + [True]          # reach[i]: the rest from i can be spelled
+    options: list[list[tuple[int, int]]] = [[] for _ in range(n + 1)]   # (next position, token id)
+    for i in range(n - 1, -1, -1):
+        for length in range(1, min(longest, n - i) + 1):
+            if reach[i + length]:
+                options[i] += [(i + length, t) for t in by_bytes.get(data[i:i + length], ())]
+        reach[i] = bool(options[i])
+    if not reach[0]:
+        return st.nothing()
+    choice = [st.sampled_from(o) if o else None for o in options]
+
+    @st.composite
+    def draw(draw_) -> list[int]:
+        ids, i = [], 0
+        while i < n:
+            i, token = draw_(choice[i])
+            ids.append(token)
+        return ids
+
+    return draw()
+
+
+def _tokens_by_bytes(vocab: Vocabulary) -> tuple[dict[bytes, list[int]], int]:
+    """The vocabulary's token ids by their bytes (special tokens left out), and the longest length."""
+    cached = _BY_BYTES.get(vocab.fingerprint)
+    if cached is None:
+        table: dict[bytes, list[int]] = {}
+        for t in range(vocab.size):
+            b = vocab.token_bytes(t)
+            if b and t not in vocab.special_token_ids:
+                table.setdefault(b, []).append(t)
+        if len(_BY_BYTES) >= 4:
+            _BY_BYTES.pop(next(iter(_BY_BYTES)))
+        cached = _BY_BYTES[vocab.fingerprint] = (table, max(map(len, table), default=1))
+    return cached
+
+
+_BY_BYTES: dict[str, tuple[dict[bytes, list[int]], int]] = {}
+
+
+def _source(grammar: Grammar | str, start: str) -> tuple[str, str]:
+    """(Lark text, start) of a ``Grammar`` (its own start) or of grammar text."""
+    text = getattr(grammar, "text", None)
+    return (text, grammar.start) if text is not None else (grammar, start)
+
+
+def _space_if_ignored(text: str, start: str) -> str | None:
+    """``" "`` where one of the grammar's ``%ignore`` terminals matches a space, else None."""
+    import re
+
+    terminals, _, ignore = _lark(text, start, "earley").grammar.compile([start], ())
+    patterns = [t.pattern.to_regexp() for t in terminals if t.name in ignore]
+    return " " if any(re.fullmatch(p, " ") for p in patterns) else None
+
+
+def lark_oracle(grammar: Grammar | str, start: str = "start", *, parser: str | None = None,
                 exact_context: bool = True) -> Callable[[str | bytes], bool]:
-    """``s -> does Lark parse s`` for the grammar: the reference for ``Grammar.accepts``.
+    """``s -> does Lark parse s`` for the grammar (a ``Grammar`` or Lark text): the
+    reference for ``Grammar.accepts``.
 
     ``parser`` is ``"lalr"`` or ``"earley"``; by default LALR for LALR(1) grammars (per
     ``gcd.Grammar(...).is_lalr``: Lark's LALR builder resolves shift/reduce conflicts silently
@@ -209,6 +315,7 @@ def lark_oracle(grammar_text: str, start: str = "start", *, parser: str | None =
     """
     from lark.exceptions import LarkError
 
+    grammar_text, start = _source(grammar, start)
     if parser is None:
         from gcd.grammar import Grammar
 
@@ -450,3 +557,118 @@ def exact_distributions(lm, compiled: "CompiledGrammar", max_new_tokens: int, *,
     walk(compiled.matcher(max_trailing=max_trailing), (), 1.0, 1.0)
     evidence = sum(target.values())
     return {y: v / evidence for y, v in target.items()}, masked, evidence
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """One disagreement ``check_grammar`` found (the smallest Hypothesis shrank it to)."""
+
+    check: str      # "words", "near misses", "prefixes", "token walks", "near-miss token walks"
+    text: str
+    detail: str
+
+
+@dataclass
+class GrammarReport:
+    """What ``check_grammar`` ran (examples per check) and what it found; ``ok`` when nothing."""
+
+    checks: dict[str, int]
+    failures: list[Counterexample]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def __str__(self) -> str:
+        lines = [f"{name}: {count} examples" for name, count in self.checks.items()]
+        lines += [f"FAIL {f.check}: {f.text!r}: {f.detail}" for f in self.failures]
+        return "\n".join(lines + ["ok" if self.ok else f"{len(self.failures)} failing check(s)"])
+
+
+def check_grammar(grammar: Grammar | str, vocab: Vocabulary | None = None, *, examples: int = 100,
+                  seed: int = 0, start: str = "start") -> GrammarReport:
+    """Fuzz a grammar with Lark as the oracle. For each of ``examples`` words drawn
+    (``words``, seeded by ``seed``): gcd accepts the word (``Grammar.accepts``); a prefix of
+    it is viable (``accepts_prefix``); an edit of it (``edits``) is accepted by gcd exactly
+    when Lark accepts it; with ``vocab``, the word walks token by token through a matcher of
+    the compiled grammar along a random tokenization (``tokenizations``: every token allowed
+    by the mask and by ``accepts_token``, EOS allowed at the end), and a walk along an edit
+    that is not a word never ends as a word. Reports, per failing check, the shortest
+    counterexample seen. For a test suite::
+
+        def test_my_grammar():
+            report = gcd.testing.check_grammar(gcd.Grammar.from_file("my.lark"), vocab)
+            assert report.ok, report
+    """
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as fix_seed
+    from hypothesis import strategies as st
+    from hypothesis.errors import Unsatisfiable
+
+    from gcd.grammar import Grammar
+
+    g = grammar if isinstance(grammar, Grammar) else Grammar(grammar, start=start)
+    oracle = lark_oracle(g)
+    compiled = None
+    if vocab is not None:
+        from gcd.compiler import GrammarCompiler
+
+        compiled = GrammarCompiler(vocab).compile(g)
+    checks = {name: 0 for name in ("words", "prefixes", "near misses")}
+    if compiled is not None:
+        checks |= {"token walks": 0, "near-miss token walks": 0}
+    shortest: dict[str, Counterexample] = {}
+
+    def record(check: str, text: str, run: Callable[[], str | None]) -> None:
+        checks[check] += 1
+        try:
+            detail = run()
+        except Exception as e:   # gcd failing on the example is a counterexample too
+            detail = f"raised {type(e).__name__}: {e}"
+        if detail is not None and (check not in shortest or len(text) < len(shortest[check].text)):
+            shortest[check] = Counterexample(check, text, detail)
+
+    @fix_seed(seed)
+    @settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(words(g), st.data())
+    def run(word: str, data) -> None:
+        record("words", word, lambda: None if g.accepts(word) else "Lark accepts it, Grammar.accepts does not")
+        cut = word[:data.draw(st.integers(0, len(word)))]
+        record("prefixes", cut, lambda: None if g.accepts_prefix(cut) else
+               "a prefix of a word, but accepts_prefix says it cannot be completed")
+        miss = data.draw(edits(word))
+        is_word = oracle(miss)
+        record("near misses", miss, lambda: None if g.accepts(miss) == is_word else
+               f"Lark {'accepts' if is_word else 'rejects'} it, Grammar.accepts does not agree")
+        if compiled is not None:
+            ids = data.draw(tokenizations(word, vocab))
+            record("token walks", word, lambda: _walk(compiled, ids, word=True))
+            if not is_word:
+                miss_ids = data.draw(st.one_of(tokenizations(miss, vocab), st.just(None)))
+                if miss_ids is not None:
+                    record("near-miss token walks", miss, lambda: _walk(compiled, miss_ids, word=False))
+
+    try:
+        run()
+    except Unsatisfiable as e:
+        shortest["words"] = Counterexample("words", "", f"could not draw words of the grammar ({e})")
+    return GrammarReport(checks, list(shortest.values()))
+
+
+def _walk(compiled: CompiledGrammar, ids: list[int], *, word: bool) -> str | None:
+    """Why a token walk disagrees with the text being a word (``word``) or not; None if it agrees."""
+    matcher = compiled.matcher()
+    vocab = compiled.vocab
+    for i, token in enumerate(ids):
+        allowed = token in set(matcher.allowed_token_ids().tolist())
+        if allowed != matcher.accepts_token(token):
+            return f"token {i} {vocab.token_bytes(token)!r}: the mask and accepts_token disagree"
+        if not matcher.consume_token(token):
+            return f"token {i} {vocab.token_bytes(token)!r} refused" if word else None
+    eos_allowed = any(e in set(matcher.allowed_token_ids().tolist()) for e in vocab.eos_token_ids)
+    if word and not (matcher.is_accepting() and eos_allowed):
+        return "every token allowed, but EOS is not at the end"
+    if not word and matcher.is_accepting():
+        return "the matcher accepts it as a word"
+    return None

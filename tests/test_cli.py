@@ -202,3 +202,21 @@ def test_sample_with_the_shipped_diffusion_model(capsys):
     assert code == (0 if sample["complete"] else 1), out.err
     if sample["complete"]:
         json.loads(sample["text"])
+
+
+def test_test_command_passes_a_good_grammar(capsys):
+    code = main(["test", str(ROOT / "grammars" / "csv.lark"), "--examples", "30"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "csv.lark (smollm2" in out and "token walks:" in out and out.strip().endswith("ok")
+
+
+def test_test_command_reports_a_disagreement(capsys, monkeypatch):
+    import gcd
+
+    real = gcd.Grammar.accepts_prefix
+    monkeypatch.setattr(gcd.Grammar, "accepts_prefix", lambda self, text: real(self, text) and "," not in str(text))
+    code = main(["test", str(ROOT / "grammars" / "csv.lark"), "--tokenizer", "none", "--examples", "60"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL prefixes: ','" in out and "token walks" not in out

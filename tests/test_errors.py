@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gcd
-from gcd.testing import near_misses
+from gcd.testing import edits
 
 HERE = Path(__file__).parent
 VOCAB = gcd.Vocabulary([b"a", b"b", b"x", b"1", b" ", None], eos_token_id=5)
@@ -86,6 +86,12 @@ def test_undefined_rule():
 def test_undefined_terminal():
     e = raises('start: "a"\n   | WORD\n')
     assert "terminal 'WORD' is used but not defined" in str(e) and e.line == 2
+
+
+def test_a_declared_terminal_without_a_pattern():
+    with pytest.raises(gcd.GrammarError, match=r"no pattern \(%declare\)") as e:
+        gcd.Grammar('start: A "b"\n%declare A\n')
+    assert (e.value.line, e.value.terminal) == (2, "A")
 
 
 def test_nul_is_shown_escaped():
@@ -240,8 +246,8 @@ MUTATION_CHARACTERS = ' \n"/\\()[]{}|*+?:.%-_>~#aAzZ019'
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(SOURCES).flatmap(lambda t: near_misses(t, MUTATION_CHARACTERS))
-       .flatmap(lambda t: near_misses(t, MUTATION_CHARACTERS)))
+@given(st.sampled_from(SOURCES).flatmap(lambda t: edits(t, MUTATION_CHARACTERS))
+       .flatmap(lambda t: edits(t, MUTATION_CHARACTERS)))
 def test_mutated_grammars_raise_only_grammar_errors(text):
     try:
         g = gcd.Grammar(text)

@@ -26,7 +26,7 @@ from lark import Lark
 from lark.exceptions import LarkError
 
 import gcd
-from gcd.testing import lark_oracle, near_misses, words
+from gcd.testing import derivations, edits, lark_oracle
 
 HERE = Path(__file__).parent
 FILES = {
@@ -75,7 +75,7 @@ def check_word(name: str, word: str) -> bool:
 @functools.cache
 def word_strategy(name: str, max_depth: int | None = None):
     depth = MAX_DEPTH.get(name, 6) if max_depth is None else max_depth
-    return words(load(name)[0], separator=SEPARATOR.get(name), max_depth=depth)
+    return derivations(load(name)[0], separator=SEPARATOR.get(name), max_depth=depth)
 
 
 def check_prefixes(grammar: gcd.Grammar, word: str) -> None:
@@ -112,7 +112,7 @@ def words_agree_with_lark(name, data):
     assume(len(word) <= MAX_WORD)
     if check_word(name, word):
         check_prefixes(grammar, word)
-    miss = data.draw(near_misses(word), label="near miss")
+    miss = data.draw(edits(word), label="near miss")
     if check_word(name, miss):
         assert grammar.accepts_prefix(miss)
 
@@ -338,7 +338,7 @@ def test_json_dumps_accepted(value, indent, separators, ensure_ascii, data):
     assert grammar.accepts(text), text
     assert grammar.accepts(text.encode("utf-8"))
     check_prefixes(grammar, text)
-    miss = data.draw(near_misses(text), label="near miss")
+    miss = data.draw(edits(text), label="near miss")
     assert grammar.accepts(miss) == json_oracle(miss), miss
 
 
@@ -396,7 +396,7 @@ def test_viable_prefixes_complete(name, data):
     word = data.draw(word_strategy(name, max_depth=3), label="word")
     assume(len(word) <= 60)
     if data.draw(st.booleans(), label="use a near miss"):
-        word = data.draw(near_misses(word), label="near miss")
+        word = data.draw(edits(word), label="near miss")
     prefix = word[:data.draw(st.integers(0, len(word)), label="cut")]
     assume(grammar.accepts_prefix(prefix))
     found = complete(grammar, prefix, COMPLETION_UNITS[name])

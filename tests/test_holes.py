@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gcd
-from gcd.testing import words
+from gcd.testing import derivations
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,7 +92,7 @@ def test_equals_brute_force_on_a_finite_language(pairs, data):
 @pytest.mark.parametrize("name, text", [("json", None), ("config", CONFIG)])
 def test_words_cut_into_chunks_can_be_completed(name, text):
     grammar = gcd.Grammar.from_file(ROOT / "grammars" / "json.lark") if text is None else gcd.Grammar(text)
-    source = words(grammar.text, grammar.start, separator=" ")
+    source = derivations(grammar.text, grammar.start, separator=" ")
 
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(canvases(source.filter(grammar.accepts)))

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import gcd
-from gcd.testing import assert_mask_exact, lark_oracle, mask_token_ids, near_misses, reference_allowed, words
+from gcd.testing import assert_mask_exact, derivations, edits, lark_oracle, mask_token_ids, reference_allowed
 
 HERE = Path(__file__).parent
 
@@ -149,7 +149,7 @@ class Setup:
         self.oracle = lark_oracle(TEXTS[name], parser="earley" if name in EARLEY else "lalr")
         self.by_bytes = {bytes(t): i for i, t in enumerate(tokens) if t and i not in self.specials}
         self.alphabet = sorted({p.decode() for p in pieces if len(p) == 1 and p < b"\x80"} | {"é", "日"})
-        self.words = words(TEXTS[name], alphabet=st.sampled_from(self.alphabet), max_depth=3 if name == "arith" else 4)
+        self.words = derivations(TEXTS[name], alphabet=st.sampled_from(self.alphabet), max_depth=3 if name == "arith" else 4)
 
     def tokenize(self, data: bytes, draw=None) -> list[int] | None:
         """Split ``data`` into vocabulary tokens: greedily (longest first) or, with ``draw``,
@@ -189,7 +189,7 @@ def test_word_walks(name, data):
     s = setup(name)
     word = data.draw(s.words, label="word")
     if data.draw(st.booleans(), label="near miss"):
-        word = data.draw(near_misses(word, alphabet="".join(s.alphabet)), label="near miss")
+        word = data.draw(edits(word, alphabet="".join(s.alphabet)), label="near miss")
     raw = word.encode()
     assume(len(raw) <= MAX_BYTES)
     randomly = data.draw(st.booleans(), label="random split")
