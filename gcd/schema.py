@@ -10,7 +10,11 @@ different ``type``\\ s, single-branch ``allOf``, ``$ref`` to ``#``, ``#/$defs/..
 annotations (``title``, ``description``, ``default``, ``examples``, ``$schema``, ``$id``,
 ``$comment``, ``deprecated``, ``readOnly``, ``writeOnly``), and ``minimum``/``maximum``/
 ``exclusiveMinimum``/``exclusiveMaximum`` of integers (a regular language of digit strings;
-on other numbers they raise). Anything else raises
+on other numbers they raise), and ``format`` ``date`` (a real day, leap years included),
+``ipv4`` (no leading zeros) and ``uuid`` (8-4-4-4-12 hex digits), with each character also
+accepted as a JSON ``\\u`` escape, as ``jsonschema``'s format checker reads them. Other
+formats raise: ``jsonschema`` checks ``email`` only for an ``@``, and ``time``,
+``date-time`` and ``uri`` only with extra packages. Anything else raises
 ``UnsupportedSchemaError`` naming the keyword and its JSON pointer: nothing is silently ignored.
 
 How words are written: properties appear in the schema's order (``property_order="schema"``);
@@ -39,6 +43,65 @@ _KEY_CHAR = r'[^"\\\x00-\x1f]'
 # one character of a string with a length bound: \u escapes of surrogates (two of which make
 # one character) are left out, so that the count is exact
 _COUNTED_CHAR = r'(?:[^"\\\x00-\x1f]|\\(?:["\\\x2fbfnrt]|u(?:[0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2})))'
+
+
+def _date_regex() -> str:
+    """YYYY-MM-DD of a real day (what ``datetime.date.fromisoformat`` takes, years 0001-9999)."""
+    year = "(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
+    leap = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+    days = ("(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+            "|02-(?:0[1-9]|1[0-9]|2[0-8]))")
+    return f"(?:{year}-{days}|{leap}-02-29)"
+
+
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]|[0-9])"   # no leading zeros, as ipaddress reads them
+_HEX = "[0-9a-fA-F]"
+# format -> regex over the decoded string's ASCII characters (see ``_json_escaped``)
+FORMATS = {
+    "date": _date_regex(),
+    "ipv4": rf"{_OCTET}(?:\.{_OCTET}){{3}}",
+    "uuid": rf"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}",
+}
+
+
+def _json_escaped(regex: str) -> str:
+    """``regex`` (ASCII literals, ``\\.``, ``[...]`` classes of ASCII, groups, ``|``,
+    quantifiers) rewritten to match the JSON text of such a string: each character as itself
+    or as a ``\\uXXXX`` escape (hex digits in either case)."""
+    out, i = [], 0
+    while i < len(regex):
+        c = regex[i]
+        if c == "[":
+            end = regex.index("]", i)
+            chars = _class_chars(regex[i + 1:end])
+            i = end + 1
+        elif c == "\\":
+            chars, i = [regex[i + 1]], i + 2
+        elif c in "(|)?*+{":
+            end = regex.index("}", i) + 1 if c == "{" else i + 3 if regex.startswith("(?:", i) else i + 1
+            out.append(regex[i:end])
+            i = end
+            continue
+        else:
+            chars, i = [c], i + 1
+        literal = "[" + "".join(re.escape(ch) for ch in chars) + "]"
+        escapes = "|".join("\\\\u" + "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d
+                                               for d in f"{ord(ch):04x}") for ch in chars)
+        out.append(f"(?:{literal}|{escapes})")
+    return "".join(out)
+
+
+def _class_chars(body: str) -> list[str]:
+    """The characters of a ``[...]`` class body of ASCII literals and ranges."""
+    chars, i = [], 0
+    while i < len(body):
+        if i + 2 < len(body) and body[i + 1] == "-":
+            chars += [chr(c) for c in range(ord(body[i]), ord(body[i + 2]) + 1)]
+            i += 3
+        else:
+            chars.append(body[i])
+            i += 1
+    return chars
 
 
 class UnsupportedSchemaError(GCDError):
@@ -101,7 +164,7 @@ class _Builder:
         known = ANNOTATIONS | {"type", "properties", "required", "additionalProperties", "items", "prefixItems",
                                "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref",
                                "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
-                               "exclusiveMaximum"}
+                               "exclusiveMaximum", "format"}
         for key in schema:
             if key not in known:
                 raise UnsupportedSchemaError(key, f"{pointer}/{_escape(key)}")
@@ -146,6 +209,8 @@ class _Builder:
         return " | ".join(f"({self.typed(t, schema, pointer)})" for t in types)
 
     def typed(self, kind: str, schema: dict, pointer: str) -> str:
+        if "format" in schema and kind != "string" and "type" in schema:   # OpenAPI's int32, float, ...
+            raise UnsupportedSchemaError("format", f"{pointer}/format", f"a format on {kind} values")
         if kind == "null":
             return '"null"'
         if kind == "boolean":
@@ -167,6 +232,8 @@ class _Builder:
         return self.object(schema, pointer)
 
     def string(self, schema: dict, pointer: str) -> str:
+        if "format" in schema:
+            return self.formatted(schema, pointer)
         lo, hi = schema.get("minLength", 0), schema.get("maxLength")
         for key, v in (("minLength", lo), ("maxLength", hi)):
             if v is not None and (not isinstance(v, int) or v < 0):
@@ -175,6 +242,17 @@ class _Builder:
             return self.terminal("STRING", f'/"{_CHAR}*"/')
         count = f"{{{lo},{'' if hi is None else hi}}}"
         return self.terminal(f"STRING_{lo}_{'' if hi is None else hi}", f'/"{_COUNTED_CHAR}{count}"/')
+
+    def formatted(self, schema: dict, pointer: str) -> str:
+        """A string of a ``format`` gcd expresses exactly (its characters also as JSON escapes)."""
+        name = schema["format"]
+        if name not in FORMATS:
+            raise UnsupportedSchemaError("format", f"{pointer}/format",
+                                         f"{name!r} (supported: {', '.join(sorted(FORMATS))})")
+        for key in ("minLength", "maxLength"):
+            if key in schema:
+                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "a length bound beside format")
+        return self.terminal(f"FORMAT_{name.upper()}", f'/"{_json_escaped(FORMATS[name])}"/')
 
     def array(self, schema: dict, pointer: str) -> str:
         first = [self.rule(x, f"{pointer}/prefixItems/{i}") for i, x in enumerate(schema.get("prefixItems", []))]

@@ -199,7 +199,9 @@ def test_valid_instances_from_a_table(grammars, name, text):
     ({"type": "integer", "multipleOf": 2}, "multipleOf", "#/multipleOf"),
     ({"patternProperties": {"^x": {}}}, "patternProperties", "#/patternProperties"),
     ({"enum": []}, "enum", "#/enum"),
-    ({"type": "string", "format": "date"}, "format", "#/format"),
+    ({"type": "string", "format": "email"}, "format", "#/format"),
+    ({"type": "integer", "format": "int32"}, "format", "#/format"),
+    ({"type": "string", "format": "date", "maxLength": 12}, "maxLength", "#/maxLength"),
     ({"allOf": [{"type": "object"}, {"required": ["a"]}]}, "allOf", "#/allOf"),
     ({"oneOf": [{"type": "integer"}, {"minimum": 3}]}, "oneOf", "#/oneOf"),
     ({"$ref": "https://example.com/s.json"}, "$ref", "#/$ref"),
@@ -258,3 +260,57 @@ def test_integer_bounds_are_exact(lo, hi, lo_key, hi_key, probes):
     for n in [*probes, *(b + d for b in (lo, hi) if b is not None for d in (-1, 0, 1))]:
         assert grammar.accepts(str(n)) == jsonschema.Draft202012Validator(schema).is_valid(n), (schema, n)
     assert not grammar.accepts("01") and not grammar.accepts("1.0")
+
+
+FORMAT_CHECKER = jsonschema.Draft202012Validator.FORMAT_CHECKER
+# near a format's strings: its own characters, some others, and JSON escapes of them
+FORMAT_TEXT = {"date": r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{3,5}-[0-9]{1,2}-[0-9]{1,3}|2024-02-29|[0-9-]{8,11}",
+               "ipv4": r"([0-9]{1,3}\.){3}[0-9]{1,3}|(25[0-9]|0[0-9]?)(\.[0-9]{1,3}){2,4}",
+               "uuid": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-gA-G-]{36}"}
+
+
+def _escaped_somewhere(text: str, data) -> str:
+    """``text`` as a JSON string, with some characters written as \\u escapes."""
+    out = []
+    for ch in text:
+        out.append(f"\\u{ord(ch):04{data.draw(st.sampled_from('xX'))}}" if data.draw(st.integers(0, 4)) == 0 else ch)
+    return '"' + "".join(out) + '"'
+
+
+@pytest.mark.parametrize("name", sorted(FORMAT_TEXT))
+def test_formats_agree_with_jsonschema(name):
+    schema = {"type": "string", "format": name}
+    grammar = gcd.Grammar.from_json_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.from_regex(FORMAT_TEXT[name], fullmatch=True), st.data())
+    def agree(text, data):
+        doc = _escaped_somewhere(text, data)
+        assert grammar.accepts(doc) == validator.is_valid(json.loads(doc)), doc
+
+    agree()
+
+
+@pytest.mark.parametrize("name, valid, invalid", [
+    ("date", ["2024-02-29", "2000-02-29", "2016-02-29", "1996-02-29", "0001-01-01", "9999-12-31", "2023-04-30"],
+     ["2023-02-29", "1900-02-29", "2100-02-29", "0000-01-01", "2024-04-31", "2024-13-01", "2024-1-01", "24-01-01"]),
+    ("ipv4", ["1.2.3.4", "255.255.255.255", "0.0.0.0", "10.0.0.255"],
+     ["256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "1.2.3.-4"]),
+    ("uuid", ["123e4567-e89b-12d3-a456-426614174000", "123E4567-E89B-12D3-A456-426614174000"],
+     ["123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400g", "{123e4567-e89b-12d3-a456-426614174000}"]),
+])
+def test_format_tables(name, valid, invalid):
+    schema = {"type": "string", "format": name}
+    grammar = gcd.Grammar.from_json_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
+    for text in valid:
+        assert validator.is_valid(text) and grammar.accepts(json.dumps(text)), text
+    for text in invalid:
+        assert not validator.is_valid(text) and not grammar.accepts(json.dumps(text)), text
+
+
+def test_a_format_without_a_type_constrains_only_strings():
+    grammar = gcd.Grammar.from_json_schema({"properties": {"d": {"format": "date"}}})
+    assert grammar.accepts('{"d": 1}') and grammar.accepts('{"d": "2024-01-31"}') and grammar.accepts('{"d": null}')
+    assert not grammar.accepts('{"d": "2024-01-32"}')
