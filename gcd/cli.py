@@ -138,7 +138,10 @@ def _parser() -> argparse.ArgumentParser:
     sample.set_defaults(run=_sample)
 
     check = sub.add_parser("check", help="validate a grammar and print its statistics", formatter_class=defaults,
-                           description="Validate a grammar, compile it and print its statistics.")
+                           description="Validate a grammar, compile it and print its statistics, then warnings "
+                                       "with their lines: unreachable or unproductive rules, unused terminals, "
+                                       "terminals that compete with %%ignore for whitespace, chat stop strings as "
+                                       "text, and a grammar that is not LALR(1).")
     check.add_argument("grammar", nargs="?", help="a .lark grammar file")
     check.add_argument("--json-schema", metavar="FILE",
                        help="print the grammar gcd makes of this JSON Schema (or the keyword it cannot express)")
@@ -417,7 +420,8 @@ def _check(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     grammar.recognizer  # parser tables: conflicts, lexer
     parse_seconds = time.perf_counter() - t0
-    vocab = Vocabulary.from_hf(load_tokenizer(args.tokenizer))
+    tokenizer = load_tokenizer(args.tokenizer)
+    vocab = Vocabulary.from_hf(tokenizer)
     compiled = GrammarCompiler(vocab, cache=False, progress=sys.stderr.isatty()).compile(grammar)
     print(f"{args.grammar}: OK")
     stats = {"start": grammar.start, **compiled.stats(), "tokenizer": args.tokenizer,
@@ -425,6 +429,11 @@ def _check(args: argparse.Namespace) -> int:
     width = max(map(len, stats))
     for key, value in stats.items():
         print(f"  {key:<{width}}  {value}")
+    from gcd.lint import CHAT_STOP_STRINGS, lint
+
+    specials = [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special]
+    for warning in lint(grammar, [*CHAT_STOP_STRINGS, *specials]):
+        print(f"warning: {warning}")
     return 0
 
 
