@@ -176,8 +176,6 @@ class GrammarLogitsProcessor(LogitsProcessor):
                     self._rows[b] = ra
                 if direction == MoveDirectionality.SWAP and rb is not None:
                     self._rows[a] = rb
-        for request in self._rows.values():
-            _advance(request)
         self.stats["seconds"] += time.perf_counter() - start
         if batch_update is not None and not self._rows and self._stats_file and self.stats["steps"]:
             tmp = f"{self._stats_file}.{os.getpid()}.tmp"
@@ -199,6 +197,9 @@ class GrammarLogitsProcessor(LogitsProcessor):
         target = bitmask.numpy()
         for i in rows:
             request = self._rows[i]
+            # the tokens are read here, not in update_state: under async scheduling vLLM
+            # writes the last sampled token over its placeholder (-1) only just before apply
+            _advance(request)
             if request.matcher is None or request.dead:
                 target[i] = self._eos_only
             else:
