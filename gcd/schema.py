@@ -17,7 +17,9 @@ formats raise: ``jsonschema`` checks ``email`` only for an ``@``, and ``time``,
 ``date-time`` and ``uri`` only with extra packages. Anything else raises
 ``UnsupportedSchemaError`` naming the keyword and its JSON pointer: nothing is silently ignored.
 
-How words are written: properties appear in the schema's order (``property_order="schema"``);
+How words are written: properties appear in the schema's order (``property_order="schema"``)
+or in any order, each at most once (``"any"``, for objects of up to 8 properties: the grammar
+has one rule per subset);
 object keys, ``enum`` and ``const`` values are written as ``json.dumps`` writes them (so the
 grammar does not accept ``"\\u0061"`` for the key ``"a"``, nor ``1.0`` for ``const: 1``);
 additional properties have keys without escapes that differ from every declared name (a
@@ -117,8 +119,8 @@ def schema_to_lark(schema: Any, *, whitespace: str = "flexible", property_order:
     ``model_json_schema()``, such as a pydantic model class)."""
     if whitespace not in ("flexible", "compact"):
         raise ValueError(f"whitespace must be 'flexible' or 'compact', not {whitespace!r}")
-    if property_order != "schema":
-        raise UnsupportedSchemaError("property_order", "#", f"{property_order!r} is not supported yet; use 'schema'")
+    if property_order not in ("schema", "any"):
+        raise ValueError(f"property_order must be 'schema' or 'any', not {property_order!r}")
     if hasattr(schema, "model_json_schema"):
         schema = schema.model_json_schema()
     elif isinstance(schema, (str, bytes)):
@@ -126,12 +128,16 @@ def schema_to_lark(schema: Any, *, whitespace: str = "flexible", property_order:
             schema = json.loads(schema)
         except ValueError as e:
             raise GCDError(f"the schema is not JSON: {e}") from None
-    return _Builder(schema).build(whitespace)
+    return _Builder(schema, property_order).build(whitespace)
+
+
+MAX_ANY_ORDER = 8   # property_order="any": one rule per subset of an object's properties
 
 
 class _Builder:
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any, property_order: str = "schema") -> None:
         self.root = root
+        self.any_order = property_order == "any"
         self.rules: dict[str, str] = {}
         self.names: dict[str, str] = {}   # pointer -> rule name
         self.terminals: dict[str, str] = {}
@@ -301,9 +307,11 @@ class _Builder:
             value = self.rule(extra, f"{pointer}/additionalProperties")
             key = self.terminal(f"KEY{len(self.terminals)}", "/" + _other_key(names) + "/")
             extra_member = f'{key} ":" {value}'
-        # A_i: members i.. with none written yet; B_i: with one written (a comma comes first)
         n = len(members)
         base = self.names.setdefault(f"{pointer}/#object", f"o{len(self.names)}")
+        if self.any_order:
+            return self.any_order_object(base, members, extra_member, pointer)
+        # A_i: members i.. with none written yet; B_i: with one written (a comma comes first)
         a = [f"{base}_a{i}" for i in range(n + 1)]
         b = [f"{base}_b{i}" for i in range(n + 1)]
         for i, (member, needed) in enumerate(members):
@@ -316,6 +324,28 @@ class _Builder:
             self.rules[a[n]] = ""
             self.rules[b[n]] = ""
         return f'"{{" {a[0]} "}}"'
+
+    def any_order_object(self, base: str, members: list[tuple[str, bool]], extra: str | None, pointer: str) -> str:
+        """Members in any order, each at most once, the required ones all present: one rule
+        per set of members written so far (a comma comes first in each), extras anywhere."""
+        n = len(members)
+        if n > MAX_ANY_ORDER:
+            raise UnsupportedSchemaError("properties", f"{pointer}/properties",
+                                         f"{n} properties in any order (at most {MAX_ANY_ORDER}: one rule per subset)")
+        needed = sum(1 << i for i, (_, req) in enumerate(members) if req)
+
+        def alternatives(written: int, comma: str) -> list[str]:
+            out = [f"{comma}{m} {base}_s{written | 1 << i}" for i, (m, _) in enumerate(members)
+                   if not written >> i & 1]
+            return out + ([f"{comma}{extra} {base}_s{written}"] if extra else [])
+
+        for written in range(0 if extra else 1, 1 << n):   # nothing written: only after an extra
+            alts = alternatives(written, '"," ')
+            body = " | ".join(alts)
+            self.rules[f"{base}_s{written}"] = (f"[{body}]" if body else "") if written & needed == needed else body
+        first = " | ".join(alternatives(0, ""))
+        self.rules[f"{base}_first"] = f"[{first}]" if needed == 0 else first
+        return f'"{{" {base}_first "}}"'
 
     # -- pieces ------------------------------------------------------------------------
     def value(self, v: Any, pointer: str) -> str:

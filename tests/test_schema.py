@@ -314,3 +314,64 @@ def test_a_format_without_a_type_constrains_only_strings():
     grammar = gcd.Grammar.from_json_schema({"properties": {"d": {"format": "date"}}})
     assert grammar.accepts('{"d": 1}') and grammar.accepts('{"d": "2024-01-31"}') and grammar.accepts('{"d": null}')
     assert not grammar.accepts('{"d": "2024-01-32"}')
+
+
+def shuffled(value, rng):
+    """``value`` with every object's keys in a random order."""
+    if isinstance(value, dict):
+        keys = list(value)
+        rng.shuffle(keys)
+        return {k: shuffled(value[k], rng) for k in keys}
+    if isinstance(value, list):
+        return [shuffled(v, rng) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def any_order():
+    return {name: gcd.Grammar.from_json_schema(schema, property_order="any") for name, schema in SCHEMAS.items()}
+
+
+@pytest.mark.parametrize("name", SCHEMAS)
+def test_any_order_accepts_instances_with_keys_in_any_order(any_order, name):
+    grammar = any_order[name]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(from_schema(SCHEMAS[name]), st.randoms(use_true_random=False))
+    def check(instance, rng):
+        jsonschema.validate(instance, SCHEMAS[name])
+        text = json.dumps(shuffled(instance, rng), ensure_ascii=False)
+        assert grammar.accepts(text), text
+
+    check()
+
+
+@pytest.mark.parametrize("name", SCHEMAS)
+def test_any_order_words_are_valid_instances(any_order, name):
+    grammar = any_order[name]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(derivations(grammar.text, grammar.start, separator=" "))
+    def check(word):
+        if grammar.accepts(word):
+            jsonschema.validate(json.loads(word), SCHEMAS[name])
+
+    check()
+
+
+@pytest.mark.parametrize("text, ok", [
+    ('{"age": 3, "name": "x"}', True), ('{"tags": [], "age": 3, "name": "x"}', True),
+    ('{"age": 3}', False),                                   # a required property missing
+    ('{"age": 3, "name": "x", "age": 4}', False),            # a property twice
+    ('{"name": "x", "age": 3, "extra": 1}', False),          # additionalProperties: false
+])
+def test_any_order_table(any_order, text, ok):
+    assert any_order["person"].accepts(text) is ok
+    assert ok or not gcd.Grammar.from_json_schema(PERSON).accepts(text)
+
+
+def test_any_order_refuses_objects_too_large_for_it():
+    schema = {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(9)}}
+    with pytest.raises(gcd.UnsupportedSchemaError, match="9 properties in any order"):
+        gcd.Grammar.from_json_schema(schema, property_order="any")
+    gcd.Grammar.from_json_schema(schema)   # in schema order: fine
