@@ -158,20 +158,16 @@ class _Encoder:
     """Fixed text as tokens: greedy longest match over the vocabulary's bytes."""
 
     def __init__(self, vocab: Vocabulary) -> None:
-        self.ids: dict[bytes, int] = {}
-        for t in range(vocab.size):
-            data = vocab.token_bytes(t)
-            if data and t not in vocab.special_token_ids:
-                self.ids.setdefault(data, t)
+        self.ids = vocab.ids_by_bytes   # built once per vocabulary
         self.longest = max(map(len, self.ids), default=1)
 
     def encode(self, data: bytes) -> list[int]:
         out, i = [], 0
         while i < len(data):
             for n in range(min(self.longest, len(data) - i), 0, -1):
-                t = self.ids.get(data[i:i + n])
-                if t is not None:
-                    out.append(t)
+                ids = self.ids.get(data[i:i + n])
+                if ids is not None:
+                    out.append(ids[0])
                     i += n
                     break
             else:

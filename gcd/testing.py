@@ -234,7 +234,8 @@ def tokenizations(text: str | bytes, vocab: Vocabulary) -> SearchStrategy[list[i
     from hypothesis import strategies as st
 
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    by_bytes, longest = _tokens_by_bytes(vocab)
+    by_bytes = vocab.ids_by_bytes
+    longest = max(map(len, by_bytes), default=1)
     n = len(data)
     reach = [False] * n + [True]          # reach[i]: the rest from i can be spelled
     options: list[list[tuple[int, int]]] = [[] for _ in range(n + 1)]   # (next position, token id)
@@ -256,24 +257,6 @@ def tokenizations(text: str | bytes, vocab: Vocabulary) -> SearchStrategy[list[i
         return ids
 
     return draw()
-
-
-def _tokens_by_bytes(vocab: Vocabulary) -> tuple[dict[bytes, list[int]], int]:
-    """The vocabulary's token ids by their bytes (special tokens left out), and the longest length."""
-    cached = _BY_BYTES.get(vocab.fingerprint)
-    if cached is None:
-        table: dict[bytes, list[int]] = {}
-        for t in range(vocab.size):
-            b = vocab.token_bytes(t)
-            if b and t not in vocab.special_token_ids:
-                table.setdefault(b, []).append(t)
-        if len(_BY_BYTES) >= 4:
-            _BY_BYTES.pop(next(iter(_BY_BYTES)))
-        cached = _BY_BYTES[vocab.fingerprint] = (table, max(map(len, table), default=1))
-    return cached
-
-
-_BY_BYTES: dict[str, tuple[dict[bytes, list[int]], int]] = {}
 
 
 def _source(grammar: Grammar | str, start: str) -> tuple[str, str]:

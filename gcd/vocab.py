@@ -118,7 +118,8 @@ class Vocabulary:
         return hash(self.fingerprint)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("flat_bytes", "token_starts", "lengths")}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("flat_bytes", "token_starts", "lengths", "ids_by_bytes")}
 
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes of ``token_id`` (``b""`` for special tokens)."""
@@ -147,6 +148,16 @@ class Vocabulary:
         out = np.frombuffer(b"".join(self.tokens) + b"\0", dtype=np.uint8)
         out.flags.writeable = False
         return out
+
+    @cached_property
+    def ids_by_bytes(self) -> dict[bytes, tuple[int, ...]]:
+        """The ids of the tokens spelling each byte string, ascending (special tokens left out);
+        for spelling fixed text with tokens. Treat as read-only."""
+        table: dict[bytes, list[int]] = {}
+        for t, data in enumerate(self.tokens):
+            if data and t not in self.special_token_ids:
+                table.setdefault(data, []).append(t)
+        return {data: tuple(ids) for data, ids in table.items()}
 
     @cached_property
     def fingerprint(self) -> str:
