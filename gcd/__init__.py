@@ -4,6 +4,10 @@
     compiled = gcd.GrammarCompiler(gcd.Vocabulary.from_hf(tokenizer)).compile(g)
     m = compiled.matcher()
     m.fill_bitmask(bitmask, row=0); m.consume_token(token_id); m.is_accepting()
+
+Modules imported on demand: ``gcd.hf`` (transformers loading, ``generate``), ``gcd.vllm``
+(a logits processor for vLLM's engine), ``gcd.testing`` (Hypothesis strategies and
+``check_grammar`` for your grammars), ``gcd.lint`` (``gcd check``'s warnings).
 """
 from gcd.asap import ASApTrie
 from gcd.compiler import CompiledGrammar, GrammarCompiler
