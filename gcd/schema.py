@@ -14,7 +14,10 @@ on other numbers they raise), and ``format`` ``date`` (a real day, leap years in
 ``ipv4`` (no leading zeros) and ``uuid`` (8-4-4-4-12 hex digits), with each character also
 accepted as a JSON ``\\u`` escape, as ``jsonschema``'s format checker reads them. Other
 formats raise: ``jsonschema`` checks ``email`` only for an ``@``, and ``time``,
-``date-time`` and ``uri`` only with extra packages. Anything else raises
+``date-time`` and ``uri`` only with extra packages. ``pattern`` is read as ``jsonschema``
+reads it, Python's ``re.search`` on the decoded string, every spelling of each character
+admitted (``gcd.pattern``); lookarounds, backreferences, ``\\b``, inline flags and a length
+bound beside a pattern raise. Anything else raises
 ``UnsupportedSchemaError`` naming the keyword and its JSON pointer: nothing is silently ignored.
 
 How words are written: properties appear in the schema's order (``property_order="schema"``)
@@ -170,7 +173,7 @@ class _Builder:
         known = ANNOTATIONS | {"type", "properties", "required", "additionalProperties", "items", "prefixItems",
                                "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref",
                                "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
-                               "exclusiveMaximum", "format"}
+                               "exclusiveMaximum", "format", "pattern"}
         for key in schema:
             if key not in known:
                 raise UnsupportedSchemaError(key, f"{pointer}/{_escape(key)}")
@@ -239,7 +242,11 @@ class _Builder:
 
     def string(self, schema: dict, pointer: str) -> str:
         if "format" in schema:
+            if "pattern" in schema:
+                raise UnsupportedSchemaError("pattern", f"{pointer}/pattern", "a pattern beside format")
             return self.formatted(schema, pointer)
+        if "pattern" in schema:
+            return self.patterned(schema, pointer)
         lo, hi = schema.get("minLength", 0), schema.get("maxLength")
         for key, v in (("minLength", lo), ("maxLength", hi)):
             if v is not None and (not isinstance(v, int) or v < 0):
@@ -248,6 +255,22 @@ class _Builder:
             return self.terminal("STRING", f'/"{_CHAR}*"/')
         count = f"{{{lo},{'' if hi is None else hi}}}"
         return self.terminal(f"STRING_{lo}_{'' if hi is None else hi}", f'/"{_COUNTED_CHAR}{count}"/')
+
+    def patterned(self, schema: dict, pointer: str) -> str:
+        """A string whose decoded text ``re.search(pattern, ...)`` finds (see ``gcd.pattern``)."""
+        from gcd.pattern import PatternError, pattern_regex
+
+        for key in ("minLength", "maxLength"):
+            if key in schema:
+                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "a length bound beside pattern")
+        pattern = schema["pattern"]
+        if not isinstance(pattern, str):
+            raise UnsupportedSchemaError("pattern", f"{pointer}/pattern", "must be a string")
+        try:
+            regex = pattern_regex(pattern)
+        except PatternError as e:
+            raise UnsupportedSchemaError("pattern", f"{pointer}/pattern", str(e)) from None
+        return self.terminal(f"PATTERN{len(self.terminals)}", f'/"{regex}"/')
 
     def formatted(self, schema: dict, pointer: str) -> str:
         """A string of a ``format`` gcd expresses exactly (its characters also as JSON escapes)."""

@@ -193,7 +193,7 @@ def test_valid_instances_from_a_table(grammars, name, text):
 
 
 @pytest.mark.parametrize("schema, keyword, pointer", [
-    ({"type": "string", "pattern": "^a+$"}, "pattern", "#/pattern"),
+    ({"type": "string", "pattern": "^a+$", "maxLength": 3}, "maxLength", "#/maxLength"),
     ({"properties": {"x": {"type": "number", "minimum": 3}}}, "minimum", "#/properties/x/minimum"),
     ({"type": "integer", "minimum": 5, "maximum": 4}, "minimum", "#"),
     ({"type": "integer", "multipleOf": 2}, "multipleOf", "#/multipleOf"),
@@ -375,3 +375,48 @@ def test_any_order_refuses_objects_too_large_for_it():
     with pytest.raises(gcd.UnsupportedSchemaError, match="9 properties in any order"):
         gcd.Grammar.from_json_schema(schema, property_order="any")
     gcd.Grammar.from_json_schema(schema)   # in schema order: fine
+
+
+PATTERNS = [r"^[a-z]+$", r"^\d{3}-\d{4}$", "abc", r"^(foo|bar)/baz", r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", r"^.{2}$",
+            r"^[A-Z]{2}[0-9]*$", r"x?y+$", r'^[^"\\]*$']
+
+
+def _json_text(text: str, data) -> str:
+    """``text`` as a JSON string, each character as json.dumps writes it or as \\u escapes."""
+    out = []
+    for ch in text:
+        if data.draw(st.integers(0, 3)) == 0:
+            units = ch.encode("utf-16-be")
+            out.append("".join(f"\\u{int.from_bytes(units[i:i + 2], 'big'):04x}" for i in range(0, len(units), 2)))
+        else:
+            out.append(json.dumps(ch, ensure_ascii=False)[1:-1])
+    return '"' + "".join(out) + '"'
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_patterns_agree_with_jsonschema(pattern):
+    """gcd's reading of ``pattern`` is Python's re.search on the decoded string, as in
+    jsonschema: strings drawn from the pattern, near it and at random, with random escapes."""
+    schema = {"type": "string", "pattern": pattern}
+    grammar = gcd.Grammar.from_json_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    text = st.one_of(st.from_regex(pattern), st.from_regex(pattern).map(lambda s: s[1:] + s[:1]),
+                     st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=6),
+                     st.text(alphabet='ab/"\\\n\t xyz09-@.', max_size=8))
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(text, st.data())
+    def agree(s, data):
+        doc = _json_text(s, data)
+        assert grammar.accepts(doc) == validator.is_valid(json.loads(doc)), (pattern, doc)
+
+    agree()
+
+
+@pytest.mark.parametrize("pattern, why", [(r"^a(?=b)", "lookaround"), (r"^(a)\1$", "backreference"),
+                                          (r"\bword\b", "anchor"), (r"(?i)abc", "inline flags"),
+                                          (r"^(?i:abc)$", "inline flags"), (r"a^b", "anchor")])
+def test_patterns_gcd_cannot_express_raise(pattern, why):
+    with pytest.raises(gcd.UnsupportedSchemaError, match=why) as e:
+        gcd.Grammar.from_json_schema({"properties": {"code": {"type": "string", "pattern": pattern}}})
+    assert e.value.pointer == "#/properties/code/pattern"
