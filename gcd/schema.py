@@ -10,7 +10,7 @@ different ``type``\\ s, single-branch ``allOf``, ``$ref`` to ``#``, ``#/$defs/..
 annotations (``title``, ``description``, ``default``, ``examples``, ``$schema``, ``$id``,
 ``$comment``, ``deprecated``, ``readOnly``, ``writeOnly``), and ``minimum``/``maximum``/
 ``exclusiveMinimum``/``exclusiveMaximum`` of integers (a regular language of digit strings;
-on other numbers they raise), and ``format`` ``date`` (a real day, leap years included),
+on other numbers only bounds of 0, a question of sign), and ``format`` ``date`` (a real day, leap years included),
 ``ipv4`` (no leading zeros) and ``uuid`` (8-4-4-4-12 hex digits), with each character also
 accepted as a JSON ``\\u`` escape, as ``jsonschema``'s format checker reads them. Other
 formats raise: ``jsonschema`` checks ``email`` only for an ``@``, and ``time``,
@@ -231,7 +231,7 @@ class _Builder:
             lo, hi = _integer_bounds(schema, pointer)
             return self.terminal(f"INTEGER{len(self.terminals)}", f"/{integer_range_regex(lo, hi)}/")
         if kind == "number" and bounds:
-            raise UnsupportedSchemaError(bounds[0], f"{pointer}/{bounds[0]}", "bounds on non-integer numbers")
+            return self.terminal(f"NUMBER_SIGNED{len(self.terminals)}", f"/{_signed_number_regex(schema, pointer)}/")
         if kind == "number":
             return self.terminal("NUMBER", r"/-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/")
         if kind == "string":
@@ -414,6 +414,37 @@ class _Builder:
         if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
             raise UnsupportedSchemaError("$ref", f"{pointer}/$ref", f"only references into this schema, not {ref!r}")
         return ref
+
+
+_EXP = "(?:[eE][+-]?[0-9]+)?"
+_ZERO = r"0(?:\.0+)?"                                       # a mantissa whose value is 0
+_NONZERO = r"(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.0*[1-9][0-9]*)"   # one whose value is not
+
+
+def _signed_number_regex(schema: dict, pointer: str) -> str:
+    """JSON numbers within bounds of 0 (``minimum: 0``, ``exclusiveMaximum: 0``, ...), the
+    bounds real schemas put on prices and counts: a sign question, hence regular. The number's
+    decimal value counts (``1e-400`` is positive, though Python reads it as 0.0). Other bound
+    values on non-integers raise."""
+    lo = hi = None   # (bound, inclusive)
+    for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        if key in schema:
+            v = schema[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != 0:
+                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "bounds other than 0 on non-integer numbers")
+            if key.endswith("inimum"):
+                lo = (0, key == "minimum") if lo is None else (0, lo[1] and key == "minimum")
+            else:
+                hi = (0, key == "maximum") if hi is None else (0, hi[1] and key == "maximum")
+    zero, nonzero = f"{_ZERO}{_EXP}", f"{_NONZERO}{_EXP}"
+    if lo and hi:
+        if not (lo[1] and hi[1]):
+            raise UnsupportedSchemaError("exclusiveMinimum" if not lo[1] else "exclusiveMaximum", pointer,
+                                         "no number lies within the bounds")
+        return f"-?{zero}"
+    if lo:
+        return f"(?:{nonzero}|{zero}|-{zero})" if lo[1] else nonzero
+    return f"(?:-{nonzero}|-{zero}|{zero})" if hi[1] else f"-{nonzero}"
 
 
 def _integer_bounds(schema: dict, pointer: str) -> tuple[int | None, int | None]:

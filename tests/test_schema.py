@@ -420,3 +420,28 @@ def test_patterns_gcd_cannot_express_raise(pattern, why):
     with pytest.raises(gcd.UnsupportedSchemaError, match=why) as e:
         gcd.Grammar.from_json_schema({"properties": {"code": {"type": "string", "pattern": pattern}}})
     assert e.value.pointer == "#/properties/code/pattern"
+
+
+JSON_NUMBER = r"-?(0|[1-9][0-9]{0,3})(\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?"
+
+
+@pytest.mark.parametrize("bounds", [{"minimum": 0}, {"exclusiveMinimum": 0}, {"maximum": 0}, {"exclusiveMaximum": 0},
+                                    {"minimum": 0, "maximum": 0.0}, {"minimum": 0, "exclusiveMinimum": 0}])
+def test_number_bounds_of_zero_agree_with_jsonschema(bounds):
+    schema = {"type": "number", **bounds}
+    grammar = gcd.Grammar.from_json_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.from_regex(JSON_NUMBER, fullmatch=True), st.sampled_from(["0", "-0", "-0.0e5", "0.000"])))
+    def agree(text):
+        assert grammar.accepts(text) == validator.is_valid(json.loads(text)), text
+
+    agree()
+
+
+def test_number_bounds_go_by_the_decimal_value():
+    """1e-400 is positive, though Python's json reads it as 0.0 (so jsonschema disagrees)."""
+    assert gcd.Grammar.from_json_schema({"type": "number", "exclusiveMinimum": 0}).accepts("1e-400")
+    with pytest.raises(gcd.UnsupportedSchemaError, match="no number lies within"):
+        gcd.Grammar.from_json_schema({"type": "number", "exclusiveMinimum": 0, "maximum": 0})
