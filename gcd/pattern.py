@@ -46,6 +46,12 @@ def pattern_regex(pattern: str) -> str:
     return ("" if start else f"{ANY_CHAR}*") + body + (f"(?:{_chars([(0x0A, 0x0A)])})?" if end else f"{ANY_CHAR}*")
 
 
+def json_text_regex(regex: str) -> str:
+    """``regex`` (over a string's characters, matched whole) as a regex over the string's JSON
+    text, every spelling of each character admitted."""
+    return _seq(list(sre.parse(regex)))
+
+
 def _seq(items) -> str:
     return "".join(_item(op, arg) for op, arg in items)
 

@@ -61,52 +61,12 @@ def _date_regex() -> str:
 
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]|[0-9])"   # no leading zeros, as ipaddress reads them
 _HEX = "[0-9a-fA-F]"
-# format -> regex over the decoded string's ASCII characters (see ``_json_escaped``)
+# format -> regex over the decoded string's characters (``gcd.pattern.json_text_regex`` spells it as JSON)
 FORMATS = {
     "date": _date_regex(),
     "ipv4": rf"{_OCTET}(?:\.{_OCTET}){{3}}",
     "uuid": rf"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}",
 }
-
-
-def _json_escaped(regex: str) -> str:
-    """``regex`` (ASCII literals, ``\\.``, ``[...]`` classes of ASCII, groups, ``|``,
-    quantifiers) rewritten to match the JSON text of such a string: each character as itself
-    or as a ``\\uXXXX`` escape (hex digits in either case)."""
-    out, i = [], 0
-    while i < len(regex):
-        c = regex[i]
-        if c == "[":
-            end = regex.index("]", i)
-            chars = _class_chars(regex[i + 1:end])
-            i = end + 1
-        elif c == "\\":
-            chars, i = [regex[i + 1]], i + 2
-        elif c in "(|)?*+{":
-            end = regex.index("}", i) + 1 if c == "{" else i + 3 if regex.startswith("(?:", i) else i + 1
-            out.append(regex[i:end])
-            i = end
-            continue
-        else:
-            chars, i = [c], i + 1
-        literal = "[" + "".join(re.escape(ch) for ch in chars) + "]"
-        escapes = "|".join("\\\\u" + "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d
-                                               for d in f"{ord(ch):04x}") for ch in chars)
-        out.append(f"(?:{literal}|{escapes})")
-    return "".join(out)
-
-
-def _class_chars(body: str) -> list[str]:
-    """The characters of a ``[...]`` class body of ASCII literals and ranges."""
-    chars, i = [], 0
-    while i < len(body):
-        if i + 2 < len(body) and body[i + 1] == "-":
-            chars += [chr(c) for c in range(ord(body[i]), ord(body[i + 2]) + 1)]
-            i += 3
-        else:
-            chars.append(body[i])
-            i += 1
-    return chars
 
 
 class UnsupportedSchemaError(GCDError):
@@ -281,7 +241,9 @@ class _Builder:
         for key in ("minLength", "maxLength"):
             if key in schema:
                 raise UnsupportedSchemaError(key, f"{pointer}/{key}", "a length bound beside format")
-        return self.terminal(f"FORMAT_{name.upper()}", f'/"{_json_escaped(FORMATS[name])}"/')
+        from gcd.pattern import json_text_regex
+
+        return self.terminal(f"FORMAT_{name.upper()}", f'/"{json_text_regex(FORMATS[name])}"/')
 
     def array(self, schema: dict, pointer: str) -> str:
         first = [self.rule(x, f"{pointer}/prefixItems/{i}") for i, x in enumerate(schema.get("prefixItems", []))]
