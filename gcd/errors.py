@@ -36,3 +36,10 @@ class VocabularyError(GCDError, ValueError):
 class StoreError(GCDError):
     """A cache file (or pickled compiled grammar) that cannot be used: not one of gcd's,
     truncated, altered, or unreadable."""
+
+
+def one_line(e: BaseException, limit: int | None = None) -> str:
+    """An exception's message on one line (many libraries' span several), at most ``limit``
+    characters when given."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 
 from gcd.compiler import default_cache_dir
-from gcd.errors import GCDError
+from gcd.errors import GCDError, one_line
 from gcd.processor import GrammarLogitsProcessor
 
 if TYPE_CHECKING:
@@ -156,14 +156,8 @@ def _pretrained(source: str, **kwargs: object) -> tuple[PreTrainedModel, PreTrai
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise GCDError(f"cannot load model {source!r}: {_one_line(e)}") from e
+        raise GCDError(f"cannot load model {source!r}: {one_line(e, 300)}") from e
     return model.eval(), tokenizer
-
-
-def _one_line(e: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line (transformers' span several), at most ``limit`` characters."""
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def model_folder(name_or_path: str = "smollm2", *, progress: bool = False) -> Path:

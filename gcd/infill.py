@@ -159,7 +159,7 @@ class _Encoder:
 
     def __init__(self, vocab: Vocabulary) -> None:
         self.ids = vocab.ids_by_bytes   # built once per vocabulary
-        self.longest = max(map(len, self.ids), default=1)
+        self.longest = int(vocab.lengths.max(initial=1))
 
     def encode(self, data: bytes) -> list[int]:
         out, i = [], 0

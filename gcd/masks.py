@@ -12,7 +12,14 @@ def allocate_token_bitmask(batch_size: int, vocab_size: int) -> torch.Tensor:
 
 def bitmask_to_bool(bitmask: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """int32 ``[..., words]`` -> bool ``[..., vocab_size]`` on the bitmask's device
-    (columns beyond ``32 * words`` are False)."""
+    (columns beyond ``32 * words`` are False). On the CPU numpy unpacks the bits (~6x faster)."""
+    if bitmask.device.type == "cpu":
+        words = bitmask.contiguous().numpy()
+        bits = np.unpackbits(words.view(np.uint8), axis=-1, bitorder="little")   # little-endian int32 words
+        out = np.zeros(words.shape[:-1] + (vocab_size,), dtype=bool)
+        n = min(vocab_size, bits.shape[-1])
+        out[..., :n] = bits[..., :n]
+        return torch.from_numpy(out)
     shifts = torch.arange(32, dtype=torch.int32, device=bitmask.device)
     flags = ((bitmask.unsqueeze(-1) >> shifts) & 1).bool().flatten(-2)
     if flags.shape[-1] >= vocab_size:
@@ -24,17 +31,5 @@ def bitmask_to_bool(bitmask: torch.Tensor, vocab_size: int) -> torch.Tensor:
 def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
     """Set disallowed logits to -inf in place (one vectorised op on the logits' device);
     logits ``[B, V_model]`` may be wider than the bitmask covers (padded model vocabularies)."""
-    if logits.device.type == "cpu" and bitmask.device.type == "cpu":   # numpy unpacks bits ~6x faster
-        return logits.masked_fill_(_cpu_forbidden(bitmask, logits.shape[-1]), float("-inf"))
     allowed = bitmask_to_bool(bitmask.to(logits.device, non_blocking=True), logits.shape[-1])
     return logits.masked_fill_(~allowed, float("-inf"))
-
-
-def _cpu_forbidden(bitmask: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """bool ``[..., vocab_size]``: True where the bitmask's bit is clear (or beyond its width)."""
-    words = bitmask.contiguous().numpy()
-    bits = np.unpackbits(words.view(np.uint8), axis=-1, bitorder="little")   # little-endian int32 words
-    forbidden = np.ones(words.shape[:-1] + (vocab_size,), dtype=bool)
-    n = min(vocab_size, bits.shape[-1])
-    np.equal(bits[..., :n], 0, out=forbidden[..., :n])
-    return torch.from_numpy(forbidden)

@@ -18,8 +18,9 @@ import re._parser as sre   # the standard library's own regex parser (Python 3.1
 from functools import lru_cache
 
 MAX_CODE = 0x10FFFF
-ANY_CHAR = r'(?:[^"\\\x00-\x1f]|\\(?:["\\\x2fbfnrt]|u[0-9a-fA-F]{4}))'   # one JSON string character
-# the short escapes, as the letter after the backslash (written as _CHAR in gcd.schema does:
+# one character of a JSON string, any spelling ("/" as \x2f: the regex sits in Lark's /.../)
+JSON_CHAR = r'(?:[^"\\\x00-\x1f]|\\(?:["\\\x2fbfnrt]|u[0-9a-fA-F]{4}))'
+# the short escapes, as the letter after the backslash (written as JSON_CHAR writes them:
 # Lark rewrites a backslash-quote and \x/\u escapes in a /regex/ before Python sees it)
 _SHORT = {0x22: '"', 0x5C: "\\\\", 0x2F: "\\x2f", 0x08: "b", 0x0C: "f", 0x0A: "n", 0x0D: "r", 0x09: "t"}
 _CATEGORIES = {sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_NOT_DIGIT: r"\D", sre.CATEGORY_WORD: r"\w",
@@ -43,7 +44,7 @@ def pattern_regex(pattern: str) -> str:
     start = bool(tree) and tree[0] == (sre.AT, sre.AT_BEGINNING)
     end = bool(tree) and tree[-1] == (sre.AT, sre.AT_END)
     body = _seq(tree[1 if start else 0:len(tree) - (1 if end else 0)])
-    return ("" if start else f"{ANY_CHAR}*") + body + (f"(?:{_chars([(0x0A, 0x0A)])})?" if end else f"{ANY_CHAR}*")
+    return ("" if start else f"{JSON_CHAR}*") + body + (f"(?:{_chars([(0x0A, 0x0A)])})?" if end else f"{JSON_CHAR}*")
 
 
 def json_text_regex(regex: str) -> str:

@@ -39,11 +39,11 @@ import re
 from typing import Any
 
 from gcd.errors import GCDError
+from gcd.pattern import JSON_CHAR, PatternError, json_text_regex, pattern_regex
 
 ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
                "readOnly", "writeOnly", "$defs", "definitions"}
 TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
-_CHAR = r'(?:[^"\\\x00-\x1f]|\\(?:["\\\x2fbfnrt]|u[0-9a-fA-F]{4}))'
 _KEY_CHAR = r'[^"\\\x00-\x1f]'
 # one character of a string with a length bound: \u escapes of surrogates (two of which make
 # one character) are left out, so that the count is exact
@@ -212,17 +212,13 @@ class _Builder:
             if v is not None and (not isinstance(v, int) or v < 0):
                 raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be an integer >= 0")
         if lo == 0 and hi is None:
-            return self.terminal("STRING", f'/"{_CHAR}*"/')
+            return self.terminal("STRING", f'/"{JSON_CHAR}*"/')
         count = f"{{{lo},{'' if hi is None else hi}}}"
         return self.terminal(f"STRING_{lo}_{'' if hi is None else hi}", f'/"{_COUNTED_CHAR}{count}"/')
 
     def patterned(self, schema: dict, pointer: str) -> str:
         """A string whose decoded text ``re.search(pattern, ...)`` finds (see ``gcd.pattern``)."""
-        from gcd.pattern import PatternError, pattern_regex
-
-        for key in ("minLength", "maxLength"):
-            if key in schema:
-                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "a length bound beside pattern")
+        _no_length_bound(schema, pointer, "pattern")
         pattern = schema["pattern"]
         if not isinstance(pattern, str):
             raise UnsupportedSchemaError("pattern", f"{pointer}/pattern", "must be a string")
@@ -238,11 +234,7 @@ class _Builder:
         if name not in FORMATS:
             raise UnsupportedSchemaError("format", f"{pointer}/format",
                                          f"{name!r} (supported: {', '.join(sorted(FORMATS))})")
-        for key in ("minLength", "maxLength"):
-            if key in schema:
-                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "a length bound beside format")
-        from gcd.pattern import json_text_regex
-
+        _no_length_bound(schema, pointer, "format")
         return self.terminal(f"FORMAT_{name.upper()}", f'/"{json_text_regex(FORMATS[name])}"/')
 
     def array(self, schema: dict, pointer: str) -> str:
@@ -354,7 +346,7 @@ class _Builder:
         name = self.names.get("#any")
         if name is None:
             name = self.names["#any"] = "any_value"
-            string = self.terminal("STRING", f'/"{_CHAR}*"/')
+            string = self.terminal("STRING", f'/"{JSON_CHAR}*"/')
             number = self.terminal("NUMBER", r"/-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/")
             self.rules["any_value"] = (f'{string} | {number} | "true" | "false" | "null" | "[" [any_value '
                                        f'("," any_value)*] "]" | "{{" [{string} ":" any_value ("," {string} ":" '
@@ -378,6 +370,13 @@ class _Builder:
         return ref
 
 
+def _no_length_bound(schema: dict, pointer: str, beside: str) -> None:
+    """Refuse minLength/maxLength beside ``beside`` (gcd would have to intersect the languages)."""
+    for key in ("minLength", "maxLength"):
+        if key in schema:
+            raise UnsupportedSchemaError(key, f"{pointer}/{key}", f"a length bound beside {beside}")
+
+
 _EXP = "(?:[eE][+-]?[0-9]+)?"
 _ZERO = r"0(?:\.0+)?"                                       # a mantissa whose value is 0
 _NONZERO = r"(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.0*[1-9][0-9]*)"   # one whose value is not
@@ -388,25 +387,26 @@ def _signed_number_regex(schema: dict, pointer: str) -> str:
     bounds real schemas put on prices and counts: a sign question, hence regular. The number's
     decimal value counts (``1e-400`` is positive, though Python reads it as 0.0). Other bound
     values on non-integers raise."""
-    lo = hi = None   # (bound, inclusive)
+    lo = hi = None   # None: no bound; True: inclusive (minimum / maximum); False: exclusive
     for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         if key in schema:
             v = schema[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != 0:
                 raise UnsupportedSchemaError(key, f"{pointer}/{key}", "bounds other than 0 on non-integer numbers")
+            inclusive = not key.startswith("exclusive")
             if key.endswith("inimum"):
-                lo = (0, key == "minimum") if lo is None else (0, lo[1] and key == "minimum")
+                lo = inclusive if lo is None else lo and inclusive
             else:
-                hi = (0, key == "maximum") if hi is None else (0, hi[1] and key == "maximum")
+                hi = inclusive if hi is None else hi and inclusive
     zero, nonzero = f"{_ZERO}{_EXP}", f"{_NONZERO}{_EXP}"
-    if lo and hi:
-        if not (lo[1] and hi[1]):
-            raise UnsupportedSchemaError("exclusiveMinimum" if not lo[1] else "exclusiveMaximum", pointer,
+    if lo is not None and hi is not None:
+        if not (lo and hi):
+            raise UnsupportedSchemaError("exclusiveMinimum" if not lo else "exclusiveMaximum", pointer,
                                          "no number lies within the bounds")
         return f"-?{zero}"
-    if lo:
-        return f"(?:{nonzero}|{zero}|-{zero})" if lo[1] else nonzero
-    return f"(?:-{nonzero}|-{zero}|{zero})" if hi[1] else f"-{nonzero}"
+    if lo is not None:
+        return f"(?:{nonzero}|{zero}|-{zero})" if lo else nonzero
+    return f"(?:-{nonzero}|-{zero}|{zero})" if hi else f"-{nonzero}"
 
 
 def _integer_bounds(schema: dict, pointer: str) -> tuple[int | None, int | None]:

@@ -204,11 +204,15 @@ def words(grammar: Grammar | str, start: str = "start", *, separator: str | None
           max_depth: int = 6, alphabet: SearchStrategy[str] | None = None) -> SearchStrategy[str]:
     """Words of the grammar: ``derivations`` that Lark (``lark_oracle``) accepts. ``separator``
     defaults to a space where an ``%ignore`` terminal matches one (keywords then stay apart)."""
-    text, start = _source(grammar, start)
-    oracle = lark_oracle(text, start)
+    g = _grammar(grammar, start)
+    return _words(g, lark_oracle(g), separator, max_depth, alphabet)
+
+
+def _words(g: Grammar, oracle: Callable[[str], bool], separator: str | None, max_depth: int,
+           alphabet: SearchStrategy[str] | None) -> SearchStrategy[str]:
     if separator is None:
-        separator = _space_if_ignored(text, start)
-    return derivations(text, start, alphabet=alphabet, separator=separator, max_depth=max_depth).filter(oracle)
+        separator = _space_if_ignored(g)
+    return derivations(g, alphabet=alphabet, separator=separator, max_depth=max_depth).filter(oracle)
 
 
 def prefixes(grammar: Grammar | str, start: str = "start", **options) -> SearchStrategy[str]:
@@ -220,11 +224,12 @@ def prefixes(grammar: Grammar | str, start: str = "start", **options) -> SearchS
 
 
 def near_misses(grammar: Grammar | str, start: str = "start", *, alphabet: str = NEAR_MISS_CHARACTERS,
-                **options) -> SearchStrategy[str]:
+                separator: str | None = None, max_depth: int = 6) -> SearchStrategy[str]:
     """Strings one edit (``edits``) away from a word of the grammar that are not words (per Lark)."""
-    text, start = _source(grammar, start)
-    oracle = lark_oracle(text, start)
-    return words(text, start, **options).flatmap(lambda w: edits(w, alphabet)).filter(lambda s: not oracle(s))
+    g = _grammar(grammar, start)
+    oracle = lark_oracle(g)
+    return (_words(g, oracle, separator, max_depth, None).flatmap(lambda w: edits(w, alphabet))
+            .filter(lambda s: not oracle(s)))
 
 
 def tokenizations(text: str | bytes, vocab: Vocabulary) -> SearchStrategy[list[int]]:
@@ -235,7 +240,7 @@ def tokenizations(text: str | bytes, vocab: Vocabulary) -> SearchStrategy[list[i
 
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     by_bytes = vocab.ids_by_bytes
-    longest = max(map(len, by_bytes), default=1)
+    longest = int(vocab.lengths.max(initial=1))
     n = len(data)
     reach = [False] * n + [True]          # reach[i]: the rest from i can be spelled
     options: list[list[tuple[int, int]]] = [[] for _ in range(n + 1)]   # (next position, token id)
@@ -265,12 +270,18 @@ def _source(grammar: Grammar | str, start: str) -> tuple[str, str]:
     return (text, grammar.start) if text is not None else (grammar, start)
 
 
-def _space_if_ignored(text: str, start: str) -> str | None:
+def _grammar(grammar: Grammar | str, start: str) -> Grammar:
+    """``grammar`` as a ``gcd.Grammar`` (Lark text is read with ``start``)."""
+    from gcd.grammar import Grammar
+
+    return grammar if isinstance(grammar, Grammar) else Grammar(grammar, start=start)
+
+
+def _space_if_ignored(g: Grammar) -> str | None:
     """``" "`` where one of the grammar's ``%ignore`` terminals matches a space, else None."""
     import re
 
-    terminals, _, ignore = _lark(text, start, "earley").grammar.compile([start], ())
-    patterns = [t.pattern.to_regexp() for t in terminals if t.name in ignore]
+    patterns = [t.pattern.to_regexp() for t in g.terminals if t.name in g.ignore]
     return " " if any(re.fullmatch(p, " ") for p in patterns) else None
 
 
@@ -300,9 +311,7 @@ def lark_oracle(grammar: Grammar | str, start: str = "start", *, parser: str | N
 
     grammar_text, start = _source(grammar, start)
     if parser is None:
-        from gcd.grammar import Grammar
-
-        parser = "lalr" if Grammar(grammar_text, start=start).is_lalr else "earley"
+        parser = "lalr" if _grammar(grammar, start).is_lalr else "earley"
     lark = _lark(grammar_text, start, parser)
     if parser == "lalr" and exact_context:
         _use_exact_context(lark)
@@ -544,7 +553,7 @@ def exact_distributions(lm, compiled: "CompiledGrammar", max_new_tokens: int, *,
 
 @dataclass(frozen=True)
 class Counterexample:
-    """One disagreement ``check_grammar`` found (the smallest Hypothesis shrank it to)."""
+    """One disagreement ``check_grammar`` found (the shortest text it saw for that check)."""
 
     check: str      # "words", "near misses", "prefixes", "token walks", "near-miss token walks"
     text: str
@@ -588,9 +597,7 @@ def check_grammar(grammar: Grammar | str, vocab: Vocabulary | None = None, *, ex
     from hypothesis import strategies as st
     from hypothesis.errors import Unsatisfiable
 
-    from gcd.grammar import Grammar
-
-    g = grammar if isinstance(grammar, Grammar) else Grammar(grammar, start=start)
+    g = _grammar(grammar, start)
     oracle = lark_oracle(g)
     compiled = None
     if vocab is not None:
@@ -644,14 +651,18 @@ def _walk(compiled: CompiledGrammar, ids: list[int], *, word: bool) -> str | Non
     matcher = compiled.matcher()
     vocab = compiled.vocab
     for i, token in enumerate(ids):
-        allowed = token in set(matcher.allowed_token_ids().tolist())
-        if allowed != matcher.accepts_token(token):
+        if _in_mask(matcher, token) != matcher.accepts_token(token):
             return f"token {i} {vocab.token_bytes(token)!r}: the mask and accepts_token disagree"
         if not matcher.consume_token(token):
             return f"token {i} {vocab.token_bytes(token)!r} refused" if word else None
-    eos_allowed = any(e in set(matcher.allowed_token_ids().tolist()) for e in vocab.eos_token_ids)
+    eos_allowed = any(_in_mask(matcher, e) for e in vocab.eos_token_ids)
     if word and not (matcher.is_accepting() and eos_allowed):
         return "every token allowed, but EOS is not at the end"
     if not word and matcher.is_accepting():
         return "the matcher accepts it as a word"
     return None
+
+
+def _in_mask(matcher: Matcher, token: int) -> bool:
+    """Token ``token``'s bit in the matcher's mask."""
+    return bool(matcher.mask()[token >> 5] >> np.uint32(token & 31) & np.uint32(1))

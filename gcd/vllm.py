@@ -37,7 +37,7 @@ from vllm.logger import init_logger
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
 from gcd.compiler import CompiledGrammar, GrammarCompiler
-from gcd.errors import GCDError
+from gcd.errors import GCDError, one_line
 from gcd.grammar import Grammar
 from gcd.masks import apply_token_bitmask_
 from gcd.matcher import Matcher
@@ -122,7 +122,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
         try:
             source = request_source(sampling_params)
         except ValueError as e:
-            raise VLLMValidationError(f"gcd: {_one_line(e)}") from e
+            raise VLLMValidationError(f"gcd: {one_line(e)}") from e
         if source is None:
             return
         error = _grammar_error(*source[:2])
@@ -226,7 +226,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
             try:
                 compiled = self.compiler.compile(request_grammar(key, text))
             except (GCDError, ValueError) as e:
-                logger.error("gcd: cannot compile a request's grammar: %s", _one_line(e))
+                logger.error("gcd: cannot compile a request's grammar: %s", one_line(e))
                 compiled = e
             elapsed = time.perf_counter() - start
             self.stats["compile_seconds"] += elapsed
@@ -245,7 +245,7 @@ def _grammar_error(key: str, text: str) -> str | None:
     try:
         request_grammar(key, text)
     except (GCDError, ValueError) as e:
-        return f"gcd: {_one_line(e)}"
+        return f"gcd: {one_line(e)}"
     return None
 
 
@@ -275,7 +275,3 @@ def _stop_ids(model_config: Any, tokenizer: Any) -> list[int]:
     extra = config.get("eos_token_id")
     ids += [extra] if isinstance(extra, int) else list(extra or [])
     return list(dict.fromkeys(ids))
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__

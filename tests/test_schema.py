@@ -136,9 +136,10 @@ def test_valid_instances_are_words(grammars, name):
     check()
 
 
+@pytest.mark.parametrize("order", ["schema", "any"])
 @pytest.mark.parametrize("name", SCHEMAS)
-def test_words_are_valid_instances(grammars, name):
-    grammar = grammars[name]
+def test_words_are_valid_instances(request, name, order):
+    grammar = request.getfixturevalue("grammars" if order == "schema" else "any_order")[name]
 
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
     @given(derivations(grammar.text, grammar.start, separator=" "))
@@ -342,19 +343,6 @@ def test_any_order_accepts_instances_with_keys_in_any_order(any_order, name):
         jsonschema.validate(instance, SCHEMAS[name])
         text = json.dumps(shuffled(instance, rng), ensure_ascii=False)
         assert grammar.accepts(text), text
-
-    check()
-
-
-@pytest.mark.parametrize("name", SCHEMAS)
-def test_any_order_words_are_valid_instances(any_order, name):
-    grammar = any_order[name]
-
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(derivations(grammar.text, grammar.start, separator=" "))
-    def check(word):
-        if grammar.accepts(word):
-            jsonschema.validate(json.loads(word), SCHEMAS[name])
 
     check()
 
