@@ -41,8 +41,26 @@ from typing import Any
 from gcd.errors import GCDError
 from gcd.pattern import JSON_CHAR, PatternError, json_text_regex, pattern_regex
 
-ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
-               "readOnly", "writeOnly", "$defs", "definitions"}
+# Keywords that constrain instances in some JSON Schema draft (3 to 2020-12). gcd expresses
+# some of them; the others raise. Every other keyword (title, x-..., markdownDescription, ...)
+# constrains nothing: ``jsonschema`` ignores it, and so does gcd.
+VOCABULARY = {"type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum",
+              "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains",
+              "minContains", "contains", "maxProperties", "minProperties", "required", "dependentRequired",
+              "dependentSchemas", "dependencies", "properties", "patternProperties", "additionalProperties",
+              "propertyNames", "unevaluatedProperties", "unevaluatedItems", "items", "prefixItems",
+              "additionalItems", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "$dynamicRef",
+              "$recursiveRef", "format", "disallow", "extends", "divisibleBy"}
+SUPPORTED = {"type", "enum", "const", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength",
+             "minLength", "pattern", "maxItems", "minItems", "required", "properties", "additionalProperties",
+             "patternProperties",
+             "items", "prefixItems", "allOf", "anyOf", "oneOf", "$ref", "format"}
+COMBINERS = ("allOf", "anyOf", "oneOf")
+# the formats jsonschema's format checker knows (some only with optional packages); any other
+# format is an annotation to it, and so to gcd
+CHECKED_FORMATS = {"email", "idn-email", "hostname", "idn-hostname", "ipv4", "ipv6", "iri", "iri-reference", "uri",
+                   "uri-reference", "uri-template", "date-time", "time", "date", "regex", "duration", "json-pointer",
+                   "relative-json-pointer", "uuid", "color", "host-name", "ip-address"}
 TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
 _KEY_CHAR = r'[^"\\\x00-\x1f]'
 # one character of a string with a length bound: \u escapes of surrogates (two of which make
@@ -101,6 +119,7 @@ class _Builder:
     def __init__(self, root: Any, property_order: str = "schema") -> None:
         self.root = root
         self.any_order = property_order == "any"
+        self.draft = _draft(root)
         self.rules: dict[str, str] = {}
         self.names: dict[str, str] = {}   # pointer -> rule name
         self.terminals: dict[str, str] = {}
@@ -114,72 +133,288 @@ class _Builder:
         return "\n".join(lines) + "\n"
 
     # -- rules ------------------------------------------------------------------------
-    def rule(self, schema: Any, pointer: str) -> str:
-        """The rule name for the schema at ``pointer`` (built once)."""
-        name = self.names.get(pointer)
+    def rule(self, schema: Any, pointer: str, key: str | None = None) -> str:
+        """The rule name for the schema at ``pointer`` (built once; ``key`` names a schema
+        gcd derived there, such as a merge)."""
+        key = key or pointer
+        name = self.names.get(key)
         if name is None:
-            name = self.names[pointer] = f"s{len(self.names)}"
+            name = self.names[key] = f"s{len(self.names)}"
             self.rules[name] = ""   # reserved: recursion through $ref finds the name
             self.rules[name] = self.body(schema, pointer)
         return name
 
     def body(self, schema: Any, pointer: str) -> str:
-        if schema is True or schema == {}:
-            return self.any_value()
         if schema is False:
             raise UnsupportedSchemaError("false", pointer, "a schema that no value satisfies")
-        if not isinstance(schema, dict):
+        if not isinstance(schema, (dict, bool)):
             raise UnsupportedSchemaError(type(schema).__name__, pointer, "a schema is an object or a boolean")
-        known = ANNOTATIONS | {"type", "properties", "required", "additionalProperties", "items", "prefixItems",
-                               "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref",
-                               "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
-                               "exclusiveMaximum", "format", "pattern"}
-        for key in schema:
-            if key not in known:
-                raise UnsupportedSchemaError(key, f"{pointer}/{_escape(key)}")
-        if "$ref" in schema:
-            if set(schema) - ANNOTATIONS - {"$ref"}:
-                other = sorted(set(schema) - ANNOTATIONS - {"$ref"})[0]
-                raise UnsupportedSchemaError(other, f"{pointer}/{other}", "keywords beside $ref")
+        schema = self.constraints(schema, pointer)
+        if not schema:
+            return self.any_value()
+        if set(schema) == {"$ref"}:
             return self.rule(self.resolve(schema["$ref"], pointer), self.target(schema["$ref"], pointer))
-        if "const" in schema:
-            return self.value(schema["const"], f"{pointer}/const")
-        if "enum" in schema:
-            values = schema["enum"]
-            if not isinstance(values, list) or not values:
-                raise UnsupportedSchemaError("enum", f"{pointer}/enum", "an enum needs at least one value")
-            return " | ".join(f"({self.value(v, f'{pointer}/enum/{i}')})" for i, v in enumerate(values))
-        for combiner in ("anyOf", "oneOf", "allOf"):
-            if combiner in schema:
-                rest = set(schema) - ANNOTATIONS - {combiner}
-                if rest:
-                    other = sorted(rest)[0]
-                    raise UnsupportedSchemaError(other, f"{pointer}/{other}", f"keywords beside {combiner}")
-                branches = schema[combiner]
-                if not isinstance(branches, list) or not branches:
-                    raise UnsupportedSchemaError(combiner, f"{pointer}/{combiner}", "needs a non-empty list")
-                if combiner == "allOf":
-                    if len(branches) != 1:
-                        raise UnsupportedSchemaError("allOf", f"{pointer}/allOf", "merging several schemas")
-                    return self.rule(branches[0], f"{pointer}/allOf/0")
-                if combiner == "oneOf":
-                    types = [b.get("type") if isinstance(b, dict) else None for b in branches]
-                    if not all(isinstance(t, str) for t in types) or len(set(types)) != len(types):
-                        raise UnsupportedSchemaError("oneOf", f"{pointer}/oneOf",
-                                                     "branches that may overlap (only different single types)")
-                return " | ".join(self.rule(b, f"{pointer}/{combiner}/{i}") for i, b in enumerate(branches))
+        if "$ref" in schema or any(c in schema for c in COMBINERS):
+            return self.combined(schema, pointer)
+        if "const" in schema or "enum" in schema:
+            return self.values(schema, pointer)
         types = schema.get("type", list(TYPES))
         types = [types] if isinstance(types, str) else types
-        for t in types:
-            if t not in TYPES:
-                raise UnsupportedSchemaError("type", f"{pointer}/type", f"unknown type {t!r}")
         if "integer" in types and "number" in types:
             types = [t for t in types if t != "integer"]
         return " | ".join(f"({self.typed(t, schema, pointer)})" for t in types)
 
+    def constraints(self, schema: dict | bool, pointer: str) -> dict:
+        """The keywords of ``schema`` that constrain instances, read as its draft reads them
+        (draft-04's boolean exclusive bounds, a list ``items`` before 2020-12, ``$ref``'s
+        siblings ignored before 2019-09, formats ``jsonschema`` does not check dropped); a
+        keyword gcd cannot express raises."""
+        if schema is True:
+            return {}
+        base = schema.get("$id", schema.get("id") if self.draft <= 4 else None)
+        if (pointer != "#" and isinstance(base, str) and not base.startswith("#") and '"$ref"' in json.dumps(schema)):
+            raise UnsupportedSchemaError("$id", f"{pointer}/$id", "a $id below the root (it changes what $ref means)")
+        out = {}
+        for key, v in schema.items():
+            if key not in VOCABULARY or (key == "additionalItems" and isinstance(schema.get("items"), list)):
+                continue
+            if key == "uniqueItems" and (v is False or schema.get("maxItems", 2) <= 1):
+                continue
+            if key in ("minProperties", "minContains") and v == 0:
+                continue
+            if key not in SUPPORTED:
+                raise UnsupportedSchemaError(key, f"{pointer}/{_escape(key)}")
+            out[key] = v
+        if "type" in out:
+            kinds = [out["type"]] if isinstance(out["type"], str) else out["type"]
+            for t in kinds:
+                if t not in TYPES:
+                    raise UnsupportedSchemaError("type", f"{pointer}/type", f"unknown type {t!r}")
+        if self.draft <= 4:   # draft-04: exclusiveMinimum/-Maximum are flags on minimum/maximum
+            for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+                if isinstance(out.get(flag), bool):
+                    if out.pop(flag) and bound in out:
+                        out[flag] = out.pop(bound)
+        if isinstance(out.get("items"), list):
+            if self.draft >= 2020:
+                raise UnsupportedSchemaError("items", f"{pointer}/items", "a list of schemas (prefixItems since 2020-12)")
+            out["prefixItems"] = out.pop("items")
+            out["items"] = schema.get("additionalItems", True)
+        if "format" in out and out["format"] not in CHECKED_FORMATS:
+            del out["format"]   # jsonschema checks no such format: an annotation
+        if "$ref" in out and self.draft <= 7:
+            return {"$ref": out["$ref"]}   # before 2019-09, $ref's siblings are ignored
+        return out
+
+    def combined(self, schema: dict, pointer: str) -> str:
+        """``$ref`` with siblings, ``allOf``, and ``anyOf``/``oneOf`` with siblings: the
+        conjunction of the parts as one schema (``anyOf``/``oneOf`` with the rest merged into
+        each branch; a branch no value satisfies is left out)."""
+        choices = [c for c in ("anyOf", "oneOf") if c in schema]
+        if len(choices) > 1:
+            raise UnsupportedSchemaError("oneOf", f"{pointer}/oneOf", "anyOf and oneOf in one schema")
+        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf", "allOf")}
+        if not choices and set(schema) == {"allOf"} and len(schema["allOf"]) == 1:
+            return self.rule(schema["allOf"][0], f"{pointer}/allOf/0")
+        for key in [c for c in COMBINERS if c in schema]:
+            if not isinstance(schema[key], list) or not schema[key]:
+                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "needs a non-empty list")
+        where = f"{pointer}/allOf" if "allOf" in schema else pointer
+        merged: Any = {}
+        try:
+            for part in [rest, *schema.get("allOf", [])]:
+                merged = self.conjoin(merged, part, where)
+        except _Empty:
+            raise UnsupportedSchemaError("allOf" if "allOf" in schema else "$ref", where,
+                                         "no value satisfies all of its parts") from None
+        if not choices:
+            return self.rule(merged, where, key=f"{where}#merged")
+        choice = choices[0]
+        branches = []
+        for i, b in enumerate(schema[choice]):
+            at = f"{pointer}/{choice}/{i}"
+            if not merged:
+                branches.append((at, b, at))
+                continue
+            try:
+                branches.append((at, self.conjoin(merged, b, at), f"{at}#merged"))
+            except _Empty:
+                continue
+        if not branches:
+            raise UnsupportedSchemaError(choice, f"{pointer}/{choice}", "no branch can be satisfied")
+        if choice == "oneOf":
+            for i, (_, x, _) in enumerate(branches):
+                for _, y, _ in branches[:i]:
+                    if not self.disjoint(x, y, pointer):
+                        raise UnsupportedSchemaError("oneOf", f"{pointer}/oneOf",
+                                                     "branches that may overlap (gcd needs them disjoint)")
+        return " | ".join(self.rule(b, at, key=key) for at, b, key in branches)
+
+    def values(self, schema: dict, pointer: str) -> str:
+        """``const`` / ``enum``: the listed values that also meet the schema's other keywords."""
+        if "const" in schema:
+            listed, at = [schema["const"]], f"{pointer}/const"
+        else:
+            listed, at = schema["enum"], f"{pointer}/enum"
+            if not isinstance(listed, list) or not listed:
+                raise UnsupportedSchemaError("enum", at, "an enum needs at least one value")
+        keep = [(i, v) for i, v in enumerate(listed) if all(self.satisfies(v, k, schema[k], pointer) for k in schema
+                                                             if k not in ("const", "enum"))]
+        if "const" in schema and "enum" in schema:
+            keep = [(i, v) for i, v in keep if any(_same(v, w) for w in schema["enum"])]
+        if not keep:
+            raise UnsupportedSchemaError("enum" if "enum" in schema else "const", at, "no listed value is valid")
+        if "const" in schema:
+            return self.value(schema["const"], at)
+        return " | ".join(f"({self.value(v, f'{at}/{i}')})" for i, v in keep)
+
+    def satisfies(self, v: Any, key: str, arg: Any, pointer: str) -> bool:
+        """Whether the listed value ``v`` meets keyword ``key`` (those that bear on single values)."""
+        kind = _json_type(v)
+        if key == "type":
+            kinds = [arg] if isinstance(arg, str) else arg
+            return kind in kinds or (kind == "integer" and "number" in kinds)
+        if key in ("minLength", "maxLength", "pattern"):
+            if kind != "string":
+                return True
+            if key == "pattern":
+                return re.search(arg, v) is not None
+            return len(v) >= arg if key == "minLength" else len(v) <= arg
+        if key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            if kind not in ("integer", "number"):
+                return True
+            return {"minimum": v >= arg, "maximum": v <= arg, "exclusiveMinimum": v > arg,
+                    "exclusiveMaximum": v < arg}[key]
+        if key in ("minItems", "maxItems"):
+            return kind != "array" or (len(v) >= arg if key == "minItems" else len(v) <= arg)
+        raise UnsupportedSchemaError(key, f"{pointer}/{key}", "beside enum or const")
+
+    # -- conjunction (allOf, siblings) -------------------------------------------------
+    def flat(self, schema: Any, pointer: str, depth: int) -> dict:
+        """``schema``'s constraints with a top-level ``$ref`` resolved into them; ``_Empty`` for ``false``."""
+        if schema is False:
+            raise _Empty
+        if not isinstance(schema, (dict, bool)):
+            raise UnsupportedSchemaError(type(schema).__name__, pointer, "a schema is an object or a boolean")
+        out = self.constraints(schema, pointer)
+        if "$ref" in out:
+            ref = out.pop("$ref")
+            out = self.conjoin(self.resolve(ref, pointer), out, pointer, depth + 1)
+        if "const" in out:
+            const = out.pop("const")
+            enum = [v for v in out.get("enum", [const]) if _same(v, const)]
+            if not enum:
+                raise _Empty
+            out["enum"] = enum
+        return out
+
+    def conjoin(self, a: Any, b: Any, pointer: str, depth: int = 0) -> dict:
+        """A schema whose instances are those valid under both ``a`` and ``b``; ``_Empty`` when
+        there are none gcd can see; ``UnsupportedSchemaError`` where it cannot merge them."""
+        if depth > 24:
+            raise UnsupportedSchemaError("allOf", pointer, "merging recurses too deep (recursive references)")
+        a, b = self.flat(a, pointer, depth), self.flat(b, pointer, depth)
+        for x, y in ((a, b), (b, a)):
+            if "allOf" in x:
+                out = {k: v for k, v in x.items() if k != "allOf"}
+                for part in [y, *x["allOf"]]:
+                    out = self.conjoin(out, part, pointer, depth + 1)
+                return out
+        for x, y in ((a, b), (b, a)):
+            for c in ("anyOf", "oneOf"):
+                if c in x:
+                    base = self.conjoin({k: v for k, v in x.items() if k != c}, y, pointer, depth + 1)
+                    branches = []
+                    for branch in x[c]:
+                        try:
+                            branches.append(self.conjoin(base, branch, pointer, depth + 1))
+                        except _Empty:
+                            pass
+                    if not branches:
+                        raise _Empty
+                    return {c: branches}
+        out = {**a, **b}
+        if "type" in a and "type" in b:
+            out["type"] = _common_types(a["type"], b["type"])
+        if "enum" in a and "enum" in b:
+            out["enum"] = [v for v in a["enum"] if any(_same(v, w) for w in b["enum"])]
+            if not out["enum"]:
+                raise _Empty
+        for key in ("minimum", "exclusiveMinimum", "minLength", "minItems"):
+            if key in a and key in b:
+                out[key] = max(a[key], b[key])
+        for key in ("maximum", "exclusiveMaximum", "maxLength", "maxItems"):
+            if key in a and key in b:
+                out[key] = min(a[key], b[key])
+        if "required" in a and "required" in b:
+            out["required"] = list(dict.fromkeys([*a["required"], *b["required"]]))
+        for key in ("format", "pattern"):
+            if key in a and key in b and a[key] != b[key]:
+                raise UnsupportedSchemaError(key, f"{pointer}/{key}", f"two different {key}s to merge")
+        keyed = ("properties", "additionalProperties", "patternProperties")
+        if all(any(k in x for k in keyed) for x in (a, b)) and any("patternProperties" in x for x in (a, b)):
+            raise UnsupportedSchemaError("patternProperties", f"{pointer}/patternProperties",
+                                         "merging patternProperties with other property keywords")
+        if any(k in x for x in (a, b) for k in ("properties", "additionalProperties")):
+            self.conjoin_properties(a, b, out, pointer, depth)
+        if any(k in x for x in (a, b) for k in ("items", "prefixItems")):
+            self.conjoin_items(a, b, out, pointer, depth)
+        return out
+
+    def conjoin_properties(self, a: dict, b: dict, out: dict, pointer: str, depth: int) -> None:
+        pa, pb = a.get("properties", {}), b.get("properties", {})
+        ea, eb = a.get("additionalProperties", True), b.get("additionalProperties", True)
+        try:
+            extra = self.conjoin(ea, eb, pointer, depth + 1)
+        except _Empty:
+            extra = False
+        props = {}
+        for name in [*pa, *(n for n in pb if n not in pa)]:
+            try:
+                props[name] = self.conjoin(pa.get(name, ea), pb.get(name, eb), pointer, depth + 1)
+            except _Empty:
+                if extra is not False:
+                    raise UnsupportedSchemaError("properties", f"{pointer}/properties/{_escape(name)}",
+                                                 "a property no value satisfies") from None
+        out["properties"] = props
+        out["additionalProperties"] = extra
+
+    def conjoin_items(self, a: dict, b: dict, out: dict, pointer: str, depth: int) -> None:
+        pa, pb = a.get("prefixItems", []), b.get("prefixItems", []) 
+        ia, ib = a.get("items", True), b.get("items", True)
+        try:
+            items = self.conjoin(ia, ib, pointer, depth + 1)
+        except _Empty:
+            items = False
+        prefix = []
+        for i in range(max(len(pa), len(pb))):
+            try:
+                prefix.append(self.conjoin(pa[i] if i < len(pa) else ia, pb[i] if i < len(pb) else ib,
+                                           pointer, depth + 1))
+            except _Empty:   # no item can stand at i: the array ends before it
+                items = False
+                break
+        out["prefixItems"], out["items"] = prefix, items
+
+    def disjoint(self, a: Any, b: Any, pointer: str, depth: int = 0) -> bool:
+        """Whether no instance is valid under both (as far as types, listed values and a
+        required property's listed values show)."""
+        a, b = self.flat(a, pointer, depth), self.flat(b, pointer, depth)
+        if any(c in x for x in (a, b) for c in COMBINERS):
+            return False
+        ta, tb = _kinds(a), _kinds(b)
+        if not ta & tb:
+            return True
+        if "enum" in a and "enum" in b and not any(_same(v, w) for v in a["enum"] for w in b["enum"]):
+            return True
+        if ta & tb <= {"object"}:
+            pa, pb = a.get("properties", {}), b.get("properties", {})
+            for name in set(a.get("required", [])) & set(b.get("required", [])):
+                if name in pa and name in pb and depth < 8 and self.disjoint(pa[name], pb[name], pointer, depth + 1):
+                    return True
+        return False
+
     def typed(self, kind: str, schema: dict, pointer: str) -> str:
-        if "format" in schema and kind != "string" and "type" in schema:   # OpenAPI's int32, float, ...
-            raise UnsupportedSchemaError("format", f"{pointer}/format", f"a format on {kind} values")
         if kind == "null":
             return '"null"'
         if kind == "boolean":
@@ -268,10 +503,22 @@ class _Builder:
         required = schema.get("required", [])
         names = list(props) + [r for r in required if r not in props]
         extra = schema.get("additionalProperties", True)
+        patterns = self.patterns(schema, pointer)
         members = []
         for name in names:
-            if name in props:
-                value = self.rule(props[name], f"{pointer}/properties/{_escape(name)}")
+            matched = [(f"{pointer}/patternProperties/{_escape(p)}", s) for p, s in patterns if re.search(p, name)]
+            at = f"{pointer}/properties/{_escape(name)}"
+            if name in props and not matched:
+                value = self.rule(props[name], at)
+            elif name in props or matched:   # a declared name a pattern also matches: both hold
+                merged: Any = props.get(name, {})
+                try:
+                    for where, s in matched:
+                        merged = self.conjoin(merged, s, where)
+                except _Empty:
+                    raise UnsupportedSchemaError("patternProperties", matched[0][0],
+                                                 f"no value of {name!r} satisfies its schemas") from None
+                value = self.rule(merged, at, key=f"{at}#patterns")
             elif extra is False:   # required, yet not allowed
                 raise UnsupportedSchemaError("required", f"{pointer}/required",
                                              f"{name!r} is required but additionalProperties is false")
@@ -280,7 +527,17 @@ class _Builder:
             key = self.literal(json.dumps(name, ensure_ascii=False))
             members.append((f"{key} \":\" {value}", name in required))
         extra_member = None
-        if extra is not False:
+        if patterns and extra is False:   # the other keys are those the patterns match
+            pattern, value_schema = patterns[0]
+            # a required-only name may come again as a pattern key: its schema is the pattern's either way
+            if any(re.search(p, name) for p, _ in patterns for name in props):
+                raise UnsupportedSchemaError("patternProperties", f"{pointer}/patternProperties",
+                                             "a pattern that also matches a declared property")
+            regex = "|".join(self.key_regex(p, pointer) for p, _ in patterns)
+            value = self.rule(value_schema, f"{pointer}/patternProperties/{_escape(pattern)}")
+            key = self.terminal(f"KEY{len(self.terminals)}", f'/"(?:{regex})"/')
+            extra_member = f'{key} ":" {value}'
+        elif extra is not False:
             value = self.rule(extra, f"{pointer}/additionalProperties")
             key = self.terminal(f"KEY{len(self.terminals)}", "/" + _other_key(names) + "/")
             extra_member = f'{key} ":" {value}'
@@ -301,6 +558,34 @@ class _Builder:
             self.rules[a[n]] = ""
             self.rules[b[n]] = ""
         return f'"{{" {a[0]} "}}"'
+
+    def patterns(self, schema: dict, pointer: str) -> list[tuple[str, Any]]:
+        """``patternProperties`` as (pattern, schema) pairs, where gcd can express the keys they
+        govern: with ``additionalProperties: false`` all patterns' schemas must be one schema,
+        otherwise each must be the ``additionalProperties`` schema (gcd does not intersect or
+        complement key patterns)."""
+        found = schema.get("patternProperties", {})
+        if not isinstance(found, dict):
+            raise UnsupportedSchemaError("patternProperties", f"{pointer}/patternProperties", "must be an object")
+        pairs = list(found.items())
+        extra = schema.get("additionalProperties", True)
+        for p, s in pairs:
+            at = f"{pointer}/patternProperties/{_escape(p)}"
+            self.key_regex(p, at)
+            same = _same_schema(s, pairs[0][1]) if extra is False else _same_schema(s, extra)
+            if not same:
+                raise UnsupportedSchemaError("patternProperties", at,
+                                             "keys matched by patterns with different schemas" if extra is False else
+                                             "a pattern's schema differs from additionalProperties")
+        return pairs
+
+    def key_regex(self, pattern: Any, pointer: str) -> str:
+        if not isinstance(pattern, str):
+            raise UnsupportedSchemaError("patternProperties", pointer, "a pattern is a string")
+        try:
+            return pattern_regex(pattern)
+        except PatternError as e:
+            raise UnsupportedSchemaError("patternProperties", pointer, str(e)) from None
 
     def any_order_object(self, base: str, members: list[tuple[str, bool]], extra: str | None, pointer: str) -> str:
         """Members in any order, each at most once, the required ones all present: one rule
@@ -368,6 +653,82 @@ class _Builder:
         if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
             raise UnsupportedSchemaError("$ref", f"{pointer}/$ref", f"only references into this schema, not {ref!r}")
         return ref
+
+
+class _Empty(Exception):
+    """No value satisfies a conjunction (a branch to leave out, or an error where none may go)."""
+
+
+def _draft(root: Any) -> int:
+    """The draft ``root``'s ``$schema`` names (3, 4, 6, 7, 2019, 2020; 2020 when it names none,
+    as jsonschema assumes)."""
+    uri = root.get("$schema", "") if isinstance(root, dict) else ""
+    uri = uri if isinstance(uri, str) else ""
+    for mark, draft in (("draft-03", 3), ("draft-04", 4), ("draft-06", 6), ("draft-07", 7), ("2019-09", 2019)):
+        if mark in uri:
+            if draft == 3:
+                raise UnsupportedSchemaError("$schema", "#/$schema", "draft 3 (its required and type mean other things)")
+            return draft
+    return 2020
+
+
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "integer" if v.is_integer() else "number"   # 1.0 is an integer since draft 6
+    if isinstance(v, str):
+        return "string"
+    return "array" if isinstance(v, list) else "object"
+
+
+def _key(v: Any) -> Any:
+    """JSON equality as jsonschema reads it: 1 == 1.0, true != 1, key order does not count."""
+    if isinstance(v, bool) or v is None:
+        return ("b", v)
+    if isinstance(v, (int, float)):
+        return ("n", v)
+    if isinstance(v, list):
+        return ("a", tuple(_key(x) for x in v))
+    if isinstance(v, dict):
+        return ("o", tuple(sorted((k, _key(x)) for k, x in v.items())))
+    return ("s", v)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return _key(a) == _key(b)
+
+
+def _same_schema(a: Any, b: Any) -> bool:
+    """Whether two schemas are written the same (``true`` and ``{}`` alike)."""
+    return _same({} if a is True else a, {} if b is True else b)
+
+
+def _kinds(schema: dict) -> set[str]:
+    """The JSON types an instance may have (``number`` includes ``integer``)."""
+    t = schema.get("type", TYPES)
+    kinds = set([t] if isinstance(t, str) else t)
+    if "number" in kinds:
+        kinds.add("integer")
+    if "enum" in schema:
+        listed = {_json_type(v) for v in schema["enum"]}
+        kinds &= listed | ({"number"} if "integer" in listed else set())
+    return kinds
+
+
+def _common_types(a: Any, b: Any, empty_ok: bool = False) -> list[str]:
+    """The types both type keywords admit (``integer`` is part of ``number``)."""
+    a = [a] if isinstance(a, str) else list(a)
+    b = [b] if isinstance(b, str) else list(b)
+    out = [t for t in a if t in b or (t == "integer" and "number" in b)]
+    out += [t for t in b if t == "integer" and "number" in a and t not in out]
+    if not out and not empty_ok:
+        raise _Empty
+    return out
 
 
 def _no_length_bound(schema: dict, pointer: str, beside: str) -> None:

@@ -198,12 +198,23 @@ def test_valid_instances_from_a_table(grammars, name, text):
     ({"properties": {"x": {"type": "number", "minimum": 3}}}, "minimum", "#/properties/x/minimum"),
     ({"type": "integer", "minimum": 5, "maximum": 4}, "minimum", "#"),
     ({"type": "integer", "multipleOf": 2}, "multipleOf", "#/multipleOf"),
-    ({"patternProperties": {"^x": {}}}, "patternProperties", "#/patternProperties"),
+    ({"patternProperties": {"^x": {"type": "integer"}}}, "patternProperties", "#/patternProperties/^x"),
+    ({"patternProperties": {"^x": {"type": "integer"}, "y": {}}, "additionalProperties": False},
+     "patternProperties", "#/patternProperties/y"),
+    ({"properties": {"xa": {}}, "patternProperties": {"^x": {}}, "additionalProperties": False},
+     "patternProperties", "#/patternProperties"),
     ({"enum": []}, "enum", "#/enum"),
     ({"type": "string", "format": "email"}, "format", "#/format"),
-    ({"type": "integer", "format": "int32"}, "format", "#/format"),
+    ({"type": "array", "uniqueItems": True}, "uniqueItems", "#/uniqueItems"),
+    ({"properties": {"a": {"not": {"type": "null"}}}}, "not", "#/properties/a/not"),
+    ({"type": "string", "enum": ["2024-01-01"], "format": "date"}, "format", "#/format"),
+    ({"$schema": "http://json-schema.org/draft-03/schema#", "type": "string"}, "$schema", "#/$schema"),
+    ({"type": "array", "items": [{"type": "integer"}]}, "items", "#/items"),
+    ({"$defs": {"a": {"$id": "https://example.com/a", "items": {"$ref": "#/$defs/b"}}, "b": {}}, "$ref": "#/$defs/a"},
+     "$id", "#/$defs/a/$id"),
+    ({"allOf": [{"type": "string", "pattern": "a"}, {"pattern": "b"}]}, "pattern", "#/allOf/pattern"),
+    ({"allOf": [{"type": "string"}, {"type": "integer"}]}, "allOf", "#/allOf"),
     ({"type": "string", "format": "date", "maxLength": 12}, "maxLength", "#/maxLength"),
-    ({"allOf": [{"type": "object"}, {"required": ["a"]}]}, "allOf", "#/allOf"),
     ({"oneOf": [{"type": "integer"}, {"minimum": 3}]}, "oneOf", "#/oneOf"),
     ({"$ref": "https://example.com/s.json"}, "$ref", "#/$ref"),
     ({"items": {"$ref": "#/$defs/missing"}}, "$ref", "#/items/$ref"),
@@ -433,3 +444,79 @@ def test_number_bounds_go_by_the_decimal_value():
     assert gcd.Grammar.from_json_schema({"type": "number", "exclusiveMinimum": 0}).accepts("1e-400")
     with pytest.raises(gcd.UnsupportedSchemaError, match="no number lies within"):
         gcd.Grammar.from_json_schema({"type": "number", "exclusiveMinimum": 0, "maximum": 0})
+
+
+# -- conjunctions, siblings, drafts: each schema with instances jsonschema calls valid / invalid
+MERGED = {
+    "pet": ({"$defs": {
+        "Cat": {"type": "object", "properties": {"kind": {"const": "cat"}, "lives": {"type": "integer", "minimum": 0,
+                                                                                  "maximum": 9}},
+                "required": ["kind", "lives"]},
+        "Dog": {"type": "object", "properties": {"kind": {"const": "dog"}, "good": {"type": "boolean"}},
+                "required": ["kind"]}},
+        "oneOf": [{"$ref": "#/$defs/Cat"}, {"$ref": "#/$defs/Dog"}]},
+        ['{"kind": "cat", "lives": 9}', '{"kind": "dog"}', '{"kind": "dog", "good": true, "lives": 99}'],
+        ['{"kind": "cat"}', '{"kind": "cat", "lives": 10}', '{"kind": "fox"}', '{"lives": 1}', "[]"]),
+    "employee": ({"$defs": {"person": {"type": "object", "properties": {"name": {"type": "string", "minLength": 1}},
+                                       "required": ["name"]}},
+                  "allOf": [{"$ref": "#/$defs/person"},
+                            {"properties": {"salary": {"type": "integer", "minimum": 0}}, "required": ["salary"]}]},
+                 ['{"name": "Ada", "salary": 10}', '{"name": "Ada", "salary": 0, "team": "x"}'],
+                 ['{"name": "Ada"}', '{"salary": 1}', '{"name": "", "salary": 1}', '{"name": "A", "salary": -1}']),
+    "closed": ({"allOf": [{"type": "object", "properties": {"id": {"type": "integer"}}, "additionalProperties": False},
+                          {"properties": {"id": {"minimum": 1}, "name": {"type": "string"}}}]},
+               ['{"id": 1}', "{}"], ['{"id": 0}', '{"id": 1, "name": "x"}', '{"name": "x"}']),
+    "colour": ({"type": "string", "anyOf": [{"enum": ["red", "green", 7]}, {"pattern": "^#[0-9a-f]{6}$"}]},
+               ['"red"', '"#00ff00"'], ["7", '"#00FF00"', '"blue"', "null"]),
+    "short enum": ({"type": ["string", "null"], "maxLength": 4, "enum": ["red", "green", None, 1, "blue"]},
+                   ['"red"', '"blue"', "null"], ['"green"', "1"]),
+    "ref siblings 2020": ({"$defs": {"pos": {"type": "integer", "minimum": 0}},
+                           "properties": {"n": {"$ref": "#/$defs/pos", "maximum": 9}}},
+                          ['{"n": 0}', '{"n": 9}', '{}'], ['{"n": 10}', '{"n": -1}']),
+    "draft 7": ({"$schema": "http://json-schema.org/draft-07/schema#", "markdownDescription": "a config",
+                 "definitions": {"port": {"type": "integer", "minimum": 1, "maximum": 65535}},
+                 "type": "object", "x-taplo": {"hidden": True},
+                 "properties": {"port": {"$ref": "#/definitions/port", "minimum": 1000},   # sibling ignored
+                                "hosts": {"type": "array", "items": [{"type": "string"}],
+                                          "additionalItems": {"type": "integer"}},
+                                "mode": {"type": "string", "format": "our-own-format"}}},
+                ['{"port": 5}', '{"hosts": ["a", 1, 2]}', '{"hosts": []}', '{"mode": "anything"}'],
+                ['{"port": 0}', '{"hosts": [1]}', '{"hosts": ["a", "b"]}', '{"mode": 1}']),
+    "extensions": ({"type": "object", "properties": {"name": {"type": "string"}}, "patternProperties": {"^x-": {}},
+                    "additionalProperties": False},
+                   ['{"name": "a"}', '{"name": "a", "x-foo": [1]}', '{"x-": 1}'], ['{"name": "a", "y": 1}', '{"xx": 1}']),
+    "map": ({"type": "object", "patternProperties": {"^[a-z]+$": {"type": "integer"}, "^_[0-9]$": {"type": "integer"}},
+             "required": ["id"], "additionalProperties": False},
+            ['{"id": 1}', '{"id": 2, "abc": 1, "_1": 3}'], ['{"id": "x"}', '{"id": 1, "ABC": 1}', '{"abc": 1}']),
+    "draft 4": ({"$schema": "http://json-schema.org/draft-04/schema#", "id": "http://example.com/root.json",
+                 "type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "exclusiveMinimum": True,
+                                                        "maximum": 10, "exclusiveMaximum": False}}},
+                ['{"n": 1}', '{"n": 10}'], ['{"n": 0}', '{"n": 11}']),
+}
+
+
+@pytest.mark.parametrize("name", MERGED)
+def test_merged_schemas_agree_with_jsonschema(name):
+    schema, valid, invalid = MERGED[name]
+    check = jsonschema.validators.validator_for(schema)(schema)
+    grammar = gcd.Grammar.from_json_schema(schema)
+    for text in valid:
+        assert check.is_valid(json.loads(text)), text
+        assert grammar.accepts(text), text
+    for text in invalid:
+        assert not check.is_valid(json.loads(text)), text
+        assert not grammar.accepts(text), text
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(derivations(grammar.text, grammar.start, separator=" "))
+    def words_are_valid(word):
+        if grammar.accepts(word):
+            assert check.is_valid(json.loads(word)), word
+
+    words_are_valid()
+
+
+def test_formats_jsonschema_does_not_check_are_annotations():
+    # jsonschema's format checker knows no "int32" or "markdown": they constrain nothing
+    assert gcd.Grammar.from_json_schema({"type": "integer", "format": "int32"}).accepts(str(2 ** 40))
+    assert gcd.Grammar.from_json_schema({"type": "string", "format": "markdown"}).accepts('"# any *text*"')
