@@ -44,8 +44,12 @@ def lint(grammar: Grammar, stop_strings: Iterable[str] = CHAT_STOP_STRINGS) -> l
     matches (``whitespace-vs-ignore``: which one the text becomes depends on longest match
     and priority), a string terminal that is one of ``stop_strings`` (``stop-string``: chat
     end markers and special tokens, which a model emits as one special token that gcd never
-    allows as text; ``gcd check`` adds its tokenizer's special tokens), and a grammar that is not LALR(1) (``not-lalr``: gcd then parses
-    it with its general parser, exact but slower per step)."""
+    allows as text; ``gcd check`` adds its tokenizer's special tokens), a terminal the lexer
+    can never produce because wherever the parser can take it another terminal takes every
+    text it matches (``shadowed``: by longest match and priority), rules that can repeat
+    forever on whitespace alone (``blank-loop``: a model can then write whitespace without
+    end, beyond what ``max_trailing`` bounds), and a grammar that is not LALR(1) (``not-lalr``:
+    gcd then parses it with its general parser, exact but slower per step)."""
     text = grammar.text
     loaders = [_confined_loader(grammar.base_dir)] if grammar.base_dir is not None else []
     built, _ = load_grammar(text, "<grammar>", loaders, False)
@@ -90,12 +94,149 @@ def lint(grammar: Grammar, stop_strings: Iterable[str] = CHAT_STOP_STRINGS) -> l
                 "stop-string", _line(text, t.name, t.pattern.value),
                 f"{t.pattern.value!r} is a chat stop string or special token: a model emits it as one special "
                 "token, which gcd never allows as text, so it can only be spelled out of ordinary pieces"))
+    found += _shadowed_terminals(grammar)
+    found += _blank_loops(grammar, rules, ignore)
     table = grammar.recognizer.parser.table
     if table.conflicts:
         found.append(LintWarning("not-lalr", None,
                                  f"not LALR(1) ({len(table.conflicts)} conflicts, e.g. {table.conflicts[0]}): "
                                  "gcd parses it with its general (GLR) parser: exact, but steps may cost more"))
     return sorted(found, key=lambda w: (w.line or 0, w.kind))
+
+
+_BLANK = frozenset(b" \t\n\r\f\v")
+_SEARCH_LIMIT = 20_000   # product states searched per shadowing question
+
+
+def _shadowed_terminals(grammar: Grammar) -> list[LintWarning]:
+    """Terminals every text of which another terminal takes, in every parser state that can
+    take them: a better-ranked terminal matching the same text, or a higher-priority one
+    matching a prefix of it (the lexer then drops lower priorities)."""
+    table = grammar.recognizer.parser.table
+    by_name = {t.name: t for t in grammar.terminals}
+    ignored = [n for n in grammar.ignore if n in by_name]
+    index = {name: i for i, name in enumerate(table.terminal_names)}
+    found, memo = [], {}
+    for a in grammar.terminals:
+        if a.name in grammar.ignore or a.name not in index:
+            continue
+        sets = set()
+        for actions in table.actions:
+            if table.terminal_class[index[a.name]] in actions:
+                present = [n for n in table.terminal_names if table.terminal_class[index[n]] in actions] + ignored
+                sets.add(frozenset(n for n in present if n != a.name
+                                   and grammar.terminal_rank(by_name[n]) < grammar.terminal_rank(a)))
+        if not sets or not all(sets):
+            continue
+        verdicts = []
+        for beaters in sets:
+            key = (a.name, beaters)
+            if key not in memo:
+                memo[key] = _covered(grammar, a, sorted(beaters))
+            verdicts.append(memo[key])
+        if all(verdicts):
+            names = sorted(n for n in set().union(*sets) if n not in grammar.ignore) or sorted(set().union(*sets))
+            found.append(LintWarning("shadowed", _line(grammar.text, a.name, getattr(a.pattern, "value", None)),
+                                     f"terminal {_shown(a.name)} can never be lexed: wherever it can come, "
+                                     f"{', '.join(_shown(n) for n in names[:4])} take(s) every text it matches "
+                                     "(longest match, then priority, then string literals before regexes)"))
+    return found
+
+
+def _covered(grammar: Grammar, a, beaters: list[str]) -> bool:
+    """Whether every text terminal ``a`` matches is lost to one of ``beaters`` (False when the
+    search is too large to tell, or a terminal ends in a lookahead)."""
+    import numpy as np
+
+    dfas = grammar.terminal_dfas
+    da = dfas[a.name]
+    others = [dfas[n] for n in beaters]
+    higher = [grammar.terminal_rank(next(t for t in grammar.terminals if t.name == n))[0]
+              < grammar.terminal_rank(a)[0] for n in beaters]
+    if da.lookahead is not None or any(d.lookahead is not None for d in others):
+        return False
+    start = (0, (0,) * len(others))
+    seen, todo = {start}, [start]
+    while todo:
+        qa, qs = todo.pop(0)   # breadth first: short texts first
+        if da.accepting[qa] and not any(q >= 0 and d.accepting[q] for d, q in zip(others, qs)):
+            return False       # a text ``a`` wins
+        rows = np.stack([da.transitions[qa]] + [d.transitions[q] if q >= 0 else np.full(256, -1, np.int32)
+                                                 for d, q in zip(others, qs)])
+        for column in np.unique(rows, axis=1).T:
+            na, nqs = int(column[0]), tuple(int(x) for x in column[1:])
+            if na < 0 or any(h and q >= 0 and d.accepting[q] for h, d, q in zip(higher, others, nqs)):
+                continue       # dead for ``a``, or a higher priority matched and ``a`` was dropped
+            state = (na, nqs)
+            if state not in seen:
+                if len(seen) >= _SEARCH_LIMIT:
+                    return False
+                seen.add(state)
+                todo.append(state)
+    return True
+
+
+def _blank_loops(grammar: Grammar, rules, ignore) -> list[LintWarning]:
+    """Rules that can derive themselves with only whitespace (terminals matching nothing but
+    whitespace) added around: ``lines: line lines | line`` with ``line: NEWLINE``."""
+    import numpy as np
+
+    def blank(name: str) -> bool:
+        dfa = grammar.terminal_dfas.get(name)
+        if dfa is None:
+            return False
+        other = [b for b in range(256) if b not in _BLANK]
+        return not bool((dfa.transitions[:, other] >= 0).any()) and bool(dfa.accepting.any()) and not np.any(
+            dfa.accepting[0:1])
+
+    blank_terms = {s.name for r in rules for s in r.expansion if s.is_term and blank(s.name)}
+    # nonterminals that can derive a string of blanks, and those that can derive a non-empty one
+    can_blank: set[str] = set()
+    some_blank: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for r in rules:
+            if all((s.name in blank_terms) if s.is_term else (s.name in can_blank) for s in r.expansion):
+                nonempty = any((s.name in blank_terms) if s.is_term else (s.name in some_blank) for s in r.expansion)
+                for group, add in ((can_blank, True), (some_blank, nonempty)):
+                    if add and r.origin.name not in group:
+                        group.add(r.origin.name)
+                        changed = True
+    edges: dict[str, set[str]] = {}
+    eats: list[tuple[str, str]] = []   # (rule, symbol it can derive with blanks beside it)
+    for r in rules:
+        for i, s in enumerate(r.expansion):
+            if s.is_term:
+                continue
+            edges.setdefault(r.origin.name, set()).add(s.name)
+            rest = r.expansion[:i] + r.expansion[i + 1:]
+            if all((x.name in blank_terms) if x.is_term else (x.name in can_blank) for x in rest) and any(
+                    (x.name in blank_terms) if x.is_term else (x.name in some_blank) for x in rest):
+                eats.append((r.origin.name, s.name))
+
+    def reaches(a: str, b: str) -> bool:
+        seen, todo = {a}, [a]
+        while todo:
+            x = todo.pop()
+            if x == b:
+                return True
+            for y in edges.get(x, ()):
+                if y not in seen:
+                    seen.add(y)
+                    todo.append(y)
+        return False
+
+    found, named = [], set()
+    for origin, target in eats:
+        owner = re.sub(r"^__(.+?)_(?:plus|star|opt|alias|inline)?_?\d+$", r"\1", origin)   # Lark's x+ / x* rules
+        if reaches(target, origin) and owner not in named and not owner.startswith("__"):
+            named.add(owner)
+            found.append(LintWarning("blank-loop", _line(grammar.text, owner),
+                                     f"rule {owner} can repeat forever adding only whitespace terminals "
+                                     f"({', '.join(_shown(n) for n in sorted(blank_terms))}): a model may write "
+                                     "whitespace without end"))
+    return found
 
 
 def _name(definition) -> str:

@@ -146,7 +146,9 @@ def _chars(ranges) -> str:
     alternatives = []
     literal = _subtract(ranges, [(0, 0x1F), (0x22, 0x22), (0x5C, 0x5C), (0xD800, 0xDFFF)])
     if literal:
-        alternatives.append("[" + "".join(_class_item(lo, hi) for lo, hi in literal) + "]")
+        outside = _complement(literal)   # a negated class where shorter (and cheap for Hypothesis' from_regex)
+        items, negate = (outside, "^") if len(outside) <= len(literal) else (literal, "")
+        alternatives.append(f"[{negate}" + "".join(_class_item(lo, hi) for lo, hi in items) + "]")
     short = "".join(text for code, text in _SHORT.items() if _contains(ranges, code))
     if short:
         alternatives.append(f"\\\\[{short}]")

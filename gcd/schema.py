@@ -1,35 +1,43 @@
 """JSON Schema -> Lark grammar whose words are JSON documents valid under the schema.
 
 ``schema_to_lark(schema, whitespace=..., property_order=...)`` returns the grammar text;
-``Grammar.from_json_schema`` compiles it. Supported (this increment): ``type`` (and type
-lists), ``properties``, ``required`` (also names without a ``properties`` entry),
-``additionalProperties`` (true, false or a schema), ``items``, ``prefixItems``,
-``minItems``/``maxItems``, ``enum``, ``const``, ``anyOf``, ``oneOf`` whose branches have
-different ``type``\\ s, single-branch ``allOf``, ``$ref`` to ``#``, ``#/$defs/...`` and
-``#/definitions/...`` (recursion included), ``minLength``/``maxLength`` of strings, and the
-annotations (``title``, ``description``, ``default``, ``examples``, ``$schema``, ``$id``,
-``$comment``, ``deprecated``, ``readOnly``, ``writeOnly``), and ``minimum``/``maximum``/
-``exclusiveMinimum``/``exclusiveMaximum`` of integers (a regular language of digit strings;
-on other numbers only bounds of 0, a question of sign), and ``format`` ``date`` (a real day, leap years included),
-``ipv4`` (no leading zeros) and ``uuid`` (8-4-4-4-12 hex digits), with each character also
-accepted as a JSON ``\\u`` escape, as ``jsonschema``'s format checker reads them. Other
-formats raise: ``jsonschema`` checks ``email`` only for an ``@``, and ``time``,
-``date-time`` and ``uri`` only with extra packages. ``pattern`` is read as ``jsonschema``
-reads it, Python's ``re.search`` on the decoded string, every spelling of each character
-admitted (``gcd.pattern``); lookarounds, backreferences, ``\\b``, inline flags and a length
-bound beside a pattern raise. Anything else raises
-``UnsupportedSchemaError`` naming the keyword and its JSON pointer: nothing is silently ignored.
+``Grammar.from_json_schema`` compiles it. A schema means what ``jsonschema`` (with its format
+checker and the rfc3987 / rfc3339-validator packages) says it means, in the draft its
+``$schema`` names (4, 6, 7, 2019-09, 2020-12; none: 2020-12): draft-04's boolean exclusive
+bounds, a list ``items`` with ``additionalItems`` before 2020-12, ``$ref``'s siblings ignored
+before 2019-09.
+
+Expressed exactly: ``type`` (and lists), ``enum``, ``const`` (their values filtered by the
+keywords beside them), ``properties``, ``required``, ``additionalProperties``,
+``patternProperties`` (with ``additionalProperties: false`` and one value schema for all
+patterns, or each pattern's schema equal to ``additionalProperties``), ``minProperties`` /
+``maxProperties`` (at least 2 only where no additional key may come: a repeated key is one
+property to jsonschema), ``items``, ``prefixItems``, ``minItems``/``maxItems``,
+``minLength``/``maxLength``, ``pattern`` (``gcd.pattern``: Python's ``re.search`` on the
+decoded string), ``format`` (date, time, date-time, email, idn-email, ipv4, ipv6, uri,
+uri-reference, uuid, as jsonschema's checker decides them: email asks only for an ``@``),
+integer ``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum`` (digit strings;
+on other numbers only bounds of 0, a question of sign), ``anyOf``, ``oneOf`` whose branches
+are disjoint (by type, listed values, or a required property's listed values: tagged unions),
+``allOf`` and the siblings of ``anyOf``/``oneOf``/``$ref`` (merged: types intersected, bounds
+tightened, required joined, a property held to the other side's ``additionalProperties``),
+``$ref`` into the document (recursion included). Keywords outside the JSON Schema vocabulary
+(``title``, ``x-...``, ``markdownDescription``) and formats jsonschema does not check
+(``int32``, ``color-hex``) constrain nothing, to jsonschema and so to gcd. Anything else
+(``uniqueItems``, ``not``, ``if``, ``dependencies``, overlapping ``oneOf``, other references,
+a length bound beside a pattern, ...) raises ``UnsupportedSchemaError`` naming the keyword and
+its JSON pointer: nothing is silently ignored.
 
 How words are written: properties appear in the schema's order (``property_order="schema"``)
 or in any order, each at most once (``"any"``, for objects of up to 8 properties: the grammar
-has one rule per subset);
-object keys, ``enum`` and ``const`` values are written as ``json.dumps`` writes them (so the
-grammar does not accept ``"\\u0061"`` for the key ``"a"``, nor ``1.0`` for ``const: 1``);
-additional properties have keys without escapes that differ from every declared name (a
-duplicate key would let a later value override a checked one). Strings allow every JSON
-escape and no control character (with ``minLength``/``maxLength``, no ``\\u`` escape of a
-surrogate: a character outside the BMP is then written as itself). ``whitespace="flexible"`` allows JSON whitespace between
-tokens; ``"compact"`` allows none.
+has one rule per subset); declared keys, ``enum`` and ``const`` values are written as
+``json.dumps`` writes them (so the grammar does not accept ``"\\u0061"`` for the key ``"a"``,
+nor ``1.0`` for ``const: 1``); an additional key differs from every declared name, and along
+a prefix of one it is written as ``json.dumps`` writes it (a duplicate key would let a later
+value override a checked one). Strings allow every JSON escape and no control character (with
+``minLength``/``maxLength``, no ``\\u`` escape of a surrogate: a character outside the BMP is
+then written as itself). ``whitespace="flexible"`` allows JSON whitespace between tokens;
+``"compact"`` allows none.
 """
 from __future__ import annotations
 
@@ -53,7 +61,7 @@ VOCABULARY = {"type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximu
               "$recursiveRef", "format", "disallow", "extends", "divisibleBy"}
 SUPPORTED = {"type", "enum", "const", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength",
              "minLength", "pattern", "maxItems", "minItems", "required", "properties", "additionalProperties",
-             "patternProperties",
+             "patternProperties", "minProperties", "maxProperties",
              "items", "prefixItems", "allOf", "anyOf", "oneOf", "$ref", "format"}
 COMBINERS = ("allOf", "anyOf", "oneOf")
 # the formats jsonschema's format checker knows (some only with optional packages); any other
@@ -62,7 +70,6 @@ CHECKED_FORMATS = {"email", "idn-email", "hostname", "idn-hostname", "ipv4", "ip
                    "uri-reference", "uri-template", "date-time", "time", "date", "regex", "duration", "json-pointer",
                    "relative-json-pointer", "uuid", "color", "host-name", "ip-address"}
 TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
-_KEY_CHAR = r'[^"\\\x00-\x1f]'
 # one character of a string with a length bound: \u escapes of surrogates (two of which make
 # one character) are left out, so that the count is exact
 _COUNTED_CHAR = r'(?:[^"\\\x00-\x1f]|\\(?:["\\\x2fbfnrt]|u(?:[0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2})))'
@@ -79,10 +86,58 @@ def _date_regex() -> str:
 
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]|[0-9])"   # no leading zeros, as ipaddress reads them
 _HEX = "[0-9a-fA-F]"
-# format -> regex over the decoded string's characters (``gcd.pattern.json_text_regex`` spells it as JSON)
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+# RFC 3339 time as rfc3339-validator checks it (on the upper-cased text, so t and z too; no leap second)
+_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+_ANY = "[\x00-\U0010ffff]*"
+
+
+def _ipv6_regex(ipv4: str) -> str:
+    """RFC 4291 text forms (RFC 3986's IPv6address): 8 groups, or fewer around one ``::``."""
+    h16 = f"{_HEX}{{1,4}}"
+    ls32 = f"(?:{h16}:{h16}|{ipv4})"
+    forms = [f"(?:{h16}:){{6}}{ls32}", f"::(?:{h16}:){{5}}{ls32}", f"(?:{h16})?::(?:{h16}:){{4}}{ls32}"]
+    forms += [f"(?:(?:{h16}:){{0,{k}}}{h16})?::(?:{h16}:){{{3 - k}}}{ls32}" for k in (1, 2)]
+    forms += [f"(?:(?:{h16}:){{0,3}}{h16})?::{h16}:{ls32}", f"(?:(?:{h16}:){{0,4}}{h16})?::{ls32}",
+              f"(?:(?:{h16}:){{0,5}}{h16})?::{h16}", f"(?:(?:{h16}:){{0,6}}{h16})?::"]
+    return "(?:" + "|".join(forms) + ")"
+
+
+def _uri_regexes() -> tuple[str, str]:
+    """RFC 3986 ``URI`` and ``URI-reference`` (Appendix A), as the rfc3987 package reads them:
+    its ``dec-octet`` takes leading zeros, and its ``$`` also matches before a final newline."""
+    unreserved, pct, sub = r"[a-zA-Z0-9_.~-]", f"%{_HEX}{{2}}", r"[!$&'()*+,;=]"
+    pchar = f"(?:{unreserved}|{pct}|{sub}|[:@])"
+    segment, segment_nz = f"{pchar}*", f"{pchar}+"
+    segment_nz_nc = f"(?:{unreserved}|{pct}|{sub}|@)+"
+    path_abempty = f"(?:/{segment})*"
+    path_absolute = f"/(?:{segment_nz}(?:/{segment})*)?"
+    ipv4 = r"(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)"
+    ip_literal = rf"\[(?:{_ipv6_regex(ipv4)}|v{_HEX}+\.(?:{unreserved}|{sub}|:)+)\]"
+    host = f"(?:{ip_literal}|{ipv4}|(?:{unreserved}|{pct}|{sub})*)"
+    authority = f"(?:(?:{unreserved}|{pct}|{sub}|:)*@)?{host}(?::[0-9]*)?"
+    rest = rf"(?:\?(?:{pchar}|[/?])*)?(?:#(?:{pchar}|[/?])*)?"
+    scheme, rootless = "[a-zA-Z][a-zA-Z0-9+.-]*:", f"{segment_nz}(?:/{segment})*"
+    shared = f"(?://{authority}{path_abempty}|{path_absolute}|)"   # the paths URI and relative-ref share
+    uri = f"{scheme}(?:{shared}|{rootless}){rest}"
+    # URI | relative-ref with one copy of the authority (with two, the DFA is too large)
+    reference = f"(?:(?:{scheme})?{shared}|{scheme}{rootless}|{segment_nz_nc}(?:/{segment})*){rest}"
+    return uri + "\\n?", reference + "\\n?"
+
+
+_URI, _URI_REFERENCE = _uri_regexes()
+# format -> regex over the decoded string's characters (``gcd.pattern.json_text_regex`` spells it
+# as JSON), each as jsonschema's format checker decides it with its optional packages installed
 FORMATS = {
     "date": _date_regex(),
-    "ipv4": rf"{_OCTET}(?:\.{_OCTET}){{3}}",
+    "time": f"{_TIME}\n?",                       # rfc3339-validator's $ takes a final newline
+    "date-time": f"{_date_regex()}[Tt]{_TIME}\n?",
+    "email": f"{_ANY}@{_ANY}",                   # jsonschema asks only for an @
+    "idn-email": f"{_ANY}@{_ANY}",
+    "ipv4": _IPV4,
+    "ipv6": _ipv6_regex(_IPV4),                   # ipaddress.IPv6Address, no %scope
+    "uri": _URI,
+    "uri-reference": _URI_REFERENCE,
     "uuid": rf"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}",
 }
 
@@ -176,7 +231,7 @@ class _Builder:
             raise UnsupportedSchemaError("$id", f"{pointer}/$id", "a $id below the root (it changes what $ref means)")
         out = {}
         for key, v in schema.items():
-            if key not in VOCABULARY or (key == "additionalItems" and isinstance(schema.get("items"), list)):
+            if key not in VOCABULARY or key == "additionalItems":   # (read with a list "items", below)
                 continue
             if key == "uniqueItems" and (v is False or schema.get("maxItems", 2) <= 1):
                 continue
@@ -220,9 +275,9 @@ class _Builder:
             if not isinstance(schema[key], list) or not schema[key]:
                 raise UnsupportedSchemaError(key, f"{pointer}/{key}", "needs a non-empty list")
         where = f"{pointer}/allOf" if "allOf" in schema else pointer
-        merged: Any = {}
         try:
-            for part in [rest, *schema.get("allOf", [])]:
+            merged = self.flat(rest, where, 0)   # $ref resolved: merged, not written back as it was
+            for part in schema.get("allOf", []):
                 merged = self.conjoin(merged, part, where)
         except _Empty:
             raise UnsupportedSchemaError("allOf" if "allOf" in schema else "$ref", where,
@@ -313,6 +368,11 @@ class _Builder:
         there are none gcd can see; ``UnsupportedSchemaError`` where it cannot merge them."""
         if depth > 24:
             raise UnsupportedSchemaError("allOf", pointer, "merging recurses too deep (recursive references)")
+        for x, y in ((a, b), (b, a)):
+            if x is True or x == {} or _same_schema(x, y):   # nothing to merge: keep y as written
+                if y is False:
+                    raise _Empty
+                return {} if y is True else y
         a, b = self.flat(a, pointer, depth), self.flat(b, pointer, depth)
         for x, y in ((a, b), (b, a)):
             if "allOf" in x:
@@ -340,10 +400,10 @@ class _Builder:
             out["enum"] = [v for v in a["enum"] if any(_same(v, w) for w in b["enum"])]
             if not out["enum"]:
                 raise _Empty
-        for key in ("minimum", "exclusiveMinimum", "minLength", "minItems"):
+        for key in ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"):
             if key in a and key in b:
                 out[key] = max(a[key], b[key])
-        for key in ("maximum", "exclusiveMaximum", "maxLength", "maxItems"):
+        for key in ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"):
             if key in a and key in b:
                 out[key] = min(a[key], b[key])
         if "required" in a and "required" in b:
@@ -470,7 +530,7 @@ class _Builder:
             raise UnsupportedSchemaError("format", f"{pointer}/format",
                                          f"{name!r} (supported: {', '.join(sorted(FORMATS))})")
         _no_length_bound(schema, pointer, "format")
-        return self.terminal(f"FORMAT_{name.upper()}", f'/"{json_text_regex(FORMATS[name])}"/')
+        return self.terminal("FORMAT_" + re.sub(r"\W", "_", name.upper()), f'/"{json_text_regex(FORMATS[name])}"/')
 
     def array(self, schema: dict, pointer: str) -> str:
         first = [self.rule(x, f"{pointer}/prefixItems/{i}") for i, x in enumerate(schema.get("prefixItems", []))]
@@ -543,8 +603,14 @@ class _Builder:
             extra_member = f'{key} ":" {value}'
         n = len(members)
         base = self.names.setdefault(f"{pointer}/#object", f"o{len(self.names)}")
+        counts = self.property_counts(schema, pointer, extra_member is not None)
         if self.any_order:
+            if counts != (0, None):
+                raise UnsupportedSchemaError("minProperties" if counts[0] else "maxProperties", pointer,
+                                             "property counts with property_order='any'")
             return self.any_order_object(base, members, extra_member, pointer)
+        if counts != (0, None):
+            return self.counted_object(base, members, extra_member, *counts, pointer)
         # A_i: members i.. with none written yet; B_i: with one written (a comma comes first)
         a = [f"{base}_a{i}" for i in range(n + 1)]
         b = [f"{base}_b{i}" for i in range(n + 1)]
@@ -558,6 +624,53 @@ class _Builder:
             self.rules[a[n]] = ""
             self.rules[b[n]] = ""
         return f'"{{" {a[0]} "}}"'
+
+    def property_counts(self, schema: dict, pointer: str, extras: bool) -> tuple[int, int | None]:
+        """``minProperties``/``maxProperties``. With additional keys allowed, at least 2
+        raises: the grammar cannot tell a repeated additional key (one property to jsonschema)
+        from two."""
+        lo, hi = schema.get("minProperties", 0), schema.get("maxProperties")
+        for key, v in (("minProperties", lo), ("maxProperties", hi)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be an integer >= 0")
+        if lo >= 2 and extras:
+            raise UnsupportedSchemaError("minProperties", f"{pointer}/minProperties",
+                                         "2 or more beside additional properties (a repeated key counts once)")
+        return lo, hi
+
+    def counted_object(self, base: str, members: list[tuple[str, bool]], extra: str | None, lo: int,
+                       hi: int | None, pointer: str) -> str:
+        """Members in schema order with between ``lo`` and ``hi`` of them written: one rule per
+        (next member, members written so far), the count held at ``lo`` once reached when
+        there is no ``hi``."""
+        n, cap = len(members), hi if hi is not None else lo
+        states: dict[tuple[int, int], str] = {}
+
+        def step(c: int, member: str, after: int) -> str | None:
+            """``member`` written as the (c+1)-th, then the rule for position ``after``."""
+            if hi is not None and c + 1 > hi:
+                return None
+            c2 = min(c + 1, cap)
+            target = f"{base}_{n}_{c}" if (after, c2) == (n, c) else states.get((after, c2))   # extras loop at the cap
+            comma = '"," ' if c else ""
+            return None if target is None else f"{comma}{member} {target}"
+
+        for i in range(n, -1, -1):   # from the end (and the highest count), so that successors are known
+            for c in range(cap, -1, -1):
+                if i == n:
+                    more = step(c, extra, n) if extra else None
+                    body = (f"[{more}]" if more else "") if c >= lo else more
+                else:
+                    member, needed = members[i]
+                    alts = [x for x in (step(c, member, i + 1), None if needed else states.get((i + 1, c))) if x]
+                    body = " | ".join(alts) if alts else None
+                if body is not None:
+                    states[i, c] = f"{base}_{i}_{c}"
+                    self.rules[states[i, c]] = body
+        if (0, 0) not in states:
+            raise UnsupportedSchemaError("minProperties" if lo else "maxProperties", pointer,
+                                         "no object has that many properties")
+        return f'"{{" {states[0, 0]} "}}"'
 
     def patterns(self, schema: dict, pointer: str) -> list[tuple[str, Any]]:
         """``patternProperties`` as (pattern, schema) pairs, where gcd can express the keys they
@@ -855,26 +968,27 @@ def _escape(key: str) -> str:
 
 
 def _other_key(names: list[str]) -> str:
-    """A regex for JSON keys (without escapes) that differ from every name in ``names``."""
-    if not names:
-        return f'"{_KEY_CHAR}*"'
+    """A regex for JSON keys whose decoded text differs from every name in ``names``. Escapes
+    are admitted where the key leaves the names' prefixes (and after); along a prefix of a
+    name its characters are written as ``json.dumps`` writes them (``"n\\u0061x"`` is not
+    admitted for a key ``"nax"`` beside a name ``"name"``)."""
     trie: dict = {}
     for name in names:
         node = trie
         for ch in name:
             node = node.setdefault(ch, {})
         node[None] = {}
-    alternatives = []
+    leave, end = [], []
 
     def walk(node: dict, prefix: str) -> None:
-        children = [c for c in node if c is not None]
-        banned = "".join(re.escape(c) for c in children)
-        step = f'[^"\\\\\\x00-\\x1f{banned}]' if children else _KEY_CHAR
-        alternatives.append(re.escape(prefix) + step + f"{_KEY_CHAR}*")   # leave the trie here
+        children = sorted(c for c in node if c is not None)
+        spelled = re.escape(json.dumps(prefix, ensure_ascii=False)[1:-1]).replace("/", "\\x2f")
+        other = json_text_regex("[^" + "".join(re.escape(c) for c in children) + "]") if children else JSON_CHAR
+        leave.append(spelled + other)      # leave the names' prefixes here
         if None not in node:
-            alternatives.append(re.escape(prefix))                        # stop at a prefix that is no name
+            end.append(spelled)            # stop at a prefix that is no name
         for c in children:
             walk(node[c], prefix + c)
 
     walk(trie, "")
-    return ('"(?:' + "|".join(alternatives) + ')"').replace("/", "\\x2f")   # no slash inside /.../
+    return '"(?:(?:' + "|".join(leave) + f"){JSON_CHAR}*|" + "|".join(end) + ')"'

@@ -201,7 +201,8 @@ class _Compiler:
         self.set_ids: dict[tuple, int] = {}  # repeats compile the same items again and again
 
     def error(self, why: str) -> GrammarError:
-        return GrammarError(f"pattern {self.regex!r} {why}", terminal=self.name)
+        shown = self.regex if len(self.regex) <= 160 else f"{self.regex[:120]}...{self.regex[-30:]}"
+        return GrammarError(f"pattern {shown!r} {why}", terminal=self.name)
 
     def unsupported(self, why: str) -> GrammarError:
         return self.error(f"is not supported: {why}")

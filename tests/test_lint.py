@@ -20,6 +20,10 @@ CASES = [  # (kind, grammar that triggers it, line, the same grammar fixed)
      'start: line (NL line)*\nline: WORD+\nWORD: /[a-z]+/\nNL: "\\n"\n%ignore /[ \\t]+/\n'),
     ("stop-string", 'start: answer "<|im_end|>"\nanswer: "yes" | "no"\n', 1,
      'start: answer "."\nanswer: "yes" | "no"\n'),
+    ("shadowed", 'start: (NULL | WORD)+\nNULL: "null"\nWORD.1: /[a-z]+/\n%ignore " "\n', 2,
+     'start: (NULL | WORD)+\nNULL: "null"\nWORD: /[a-z]+/\n%ignore " "\n'),
+    ("blank-loop", 'start: "begin" body "end"\nbody: (stmt | NL)+\nstmt: "x" ";"\nNL: /\\n/\n%ignore " "\n', 2,
+     'start: "begin" body "end"\nbody: stmt+\nstmt: "x" ";"\n%ignore /\\s/\n'),
     ("not-lalr", 'start: pal\npal: "a" pal "a" | "b" pal "b" |\n', None,
      'start: pal\npal: "a" pal "a" | "b" pal "b" | "c"\n'),
 ]
@@ -46,9 +50,12 @@ def test_check_adds_the_tokenizer_special_tokens(tmp_path, capsys):
     assert "warning: line 1: '<repo_name>' is a chat stop string or special token" in capsys.readouterr().out
 
 
+EXPECTED = {"csv": ["blank-loop"]}   # RFC 4180 allows empty records: blank lines may go on (csv.lark says so)
+
+
 @pytest.mark.parametrize("path", sorted(GRAMMARS.glob("*.lark")), ids=lambda p: p.stem)
-def test_shipped_grammars_have_no_warnings(path):
-    assert lint(gcd.Grammar.from_file(path)) == []
+def test_shipped_grammars_have_no_warnings_but_the_documented_ones(path):
+    assert [w.kind for w in lint(gcd.Grammar.from_file(path))] == EXPECTED.get(path.stem, [])
 
 
 def test_check_prints_warnings_with_lines(tmp_path, capsys):
