@@ -31,6 +31,7 @@ import copy
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import sys
@@ -69,34 +70,68 @@ def validator(schema: dict):
 
 
 def canonical(v, schema, x):
-    """``x`` with object keys in the order gcd writes them: declared properties, then required
-    names without a declaration, then the rest as they were."""
-    for _ in range(50):
-        if not isinstance(schema, dict):
-            return x
-        if "$ref" in schema:
-            try:
-                schema = v.resolver.resolve(schema["$ref"])[1]
-            except Exception:
-                return x
-            continue
-        branches = schema.get("anyOf") or schema.get("oneOf") or (schema.get("allOf") if len(schema.get("allOf", [])) == 1 else None)
-        if branches:
-            schema = next((b for b in branches if v.evolve(schema=b).is_valid(x)), branches[0])
-            continue
-        break
+    """``x`` with object keys in the order gcd writes them (``gcd.schema``): the properties of
+    what a schema inherits (its ``allOf`` parts, then its ``$ref``), then its own, then those of
+    the ``anyOf``/``oneOf`` branch ``x`` is valid under; required names without a declaration
+    after them; the other keys as they were."""
     if isinstance(x, dict):
-        props = schema.get("properties", {})
-        order = list(props) + [r for r in schema.get("required", []) if r not in props]
-        rank = {k: i for i, k in enumerate(order)}
-        keys = sorted(x, key=lambda k: (rank.get(k, len(order)), list(x).index(k)))
-        extra = schema.get("additionalProperties", True)
-        return {k: canonical(v, props.get(k, extra), x[k]) for k in keys}
+        declared: dict = {}
+        required: list = []
+        _declared(v, schema, x, declared, required, 0)
+        for name in required:
+            declared.setdefault(name, True)
+        keys = sorted(x, key=lambda k: (list(declared).index(k) if k in declared else len(declared), list(x).index(k)))
+        own = _resolved(v, schema)
+
+        def other(k):   # an undeclared key's schema: a pattern's, or additionalProperties
+            for pattern, sub in own.get("patternProperties", {}).items():
+                if re.search(pattern, k):
+                    return sub
+            return own.get("additionalProperties", True)
+        return {k: canonical(v, declared[k] if k in declared else other(k), x[k]) for k in keys}
     if isinstance(x, list):
-        prefix = schema.get("prefixItems", [])
-        rest = schema.get("items", True)
+        schema = _resolved(v, schema)
+        prefix = schema.get("prefixItems", schema.get("items") if isinstance(schema.get("items"), list) else [])
+        rest = schema.get("items", True) if not isinstance(schema.get("items"), list) else True
+        for key in ("allOf", "anyOf", "oneOf"):   # an array schema held in a combinator: its first branch
+            if not prefix and rest is True and schema.get(key):
+                return canonical(v, schema[key][0], x)
         return [canonical(v, prefix[i] if i < len(prefix) else rest, e) for i, e in enumerate(x)]
     return x
+
+
+def _resolved(v, schema):
+    while isinstance(schema, dict) and set(schema) & {"$ref"} and not schema.get("properties"):
+        try:
+            schema = v.resolver.resolve(schema["$ref"])[1]
+        except Exception:
+            return {}
+    return schema if isinstance(schema, dict) else {}
+
+
+def _declared(v, schema, x, out: dict, required: list, depth: int) -> None:
+    """Property name -> schema, in gcd's order, for the object ``x`` under ``schema`` (and the
+    required names)."""
+    if not isinstance(schema, dict) or depth > 30:
+        return
+    old_draft = "draft-0" in str(v.schema.get("$schema", ""))
+    for part in schema.get("allOf", []):
+        _declared(v, part, x, out, required, depth + 1)
+    if "$ref" in schema:
+        try:
+            _declared(v, v.resolver.resolve(schema["$ref"])[1], x, out, required, depth + 1)
+        except Exception:
+            pass
+        if old_draft:
+            return   # before 2019-09 a $ref's siblings are ignored
+    for name, sub in schema.get("properties", {}).items():
+        out.setdefault(name, sub)
+    required += [name for name in schema.get("required", []) if name not in required]
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key) or []
+        chosen = next((b for b in branches if v.evolve(schema=b).is_valid(x)), None)
+        if chosen is not None:
+            _declared(v, chosen, x, out, required, depth + 1)
 
 
 def edits(x, rng: random.Random, n: int) -> list:

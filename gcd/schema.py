@@ -32,9 +32,10 @@ How words are written: properties appear in the schema's order (``property_order
 or in any order, each at most once (``"any"``, for objects of up to 8 properties: the grammar
 has one rule per subset); declared keys, ``enum`` and ``const`` values are written as
 ``json.dumps`` writes them (so the grammar does not accept ``"\\u0061"`` for the key ``"a"``,
-nor ``1.0`` for ``const: 1``); an additional key differs from every declared name, and along
-a prefix of one it is written as ``json.dumps`` writes it (a duplicate key would let a later
-value override a checked one). Strings allow every JSON escape and no control character (with
+nor ``1.0`` for ``const: 1``); an additional key differs from every declared name (a
+duplicate key would let a later value override a checked one) and is written as
+``json.dumps`` writes it up to the character where it parts from the declared names
+(``_other_key`` says how), freely after. Strings allow every JSON escape and no control character (with
 ``minLength``/``maxLength``, no ``\\u`` escape of a surrogate: a character outside the BMP is
 then written as itself). ``whitespace="flexible"`` allows JSON whitespace between tokens;
 ``"compact"`` allows none.
@@ -275,9 +276,10 @@ class _Builder:
             if not isinstance(schema[key], list) or not schema[key]:
                 raise UnsupportedSchemaError(key, f"{pointer}/{key}", "needs a non-empty list")
         where = f"{pointer}/allOf" if "allOf" in schema else pointer
-        try:
-            merged = self.flat(rest, where, 0)   # $ref resolved: merged, not written back as it was
-            for part in schema.get("allOf", []):
+        try:   # inherited first: the allOf parts, then $ref's target, then the schema's own keywords
+            parts = [*schema.get("allOf", []), rest]
+            merged = self.flat(parts[0], where, 0)   # a $ref resolved: merged, not written back as it was
+            for part in parts[1:]:
                 merged = self.conjoin(merged, part, where)
         except _Empty:
             raise UnsupportedSchemaError("allOf" if "allOf" in schema else "$ref", where,
@@ -372,18 +374,23 @@ class _Builder:
             if x is True or x == {} or _same_schema(x, y):   # nothing to merge: keep y as written
                 if y is False:
                     raise _Empty
-                return {} if y is True else y
+                return {} if y is True else y if "$ref" not in y else self.flat(y, pointer, depth + 1)
         a, b = self.flat(a, pointer, depth), self.flat(b, pointer, depth)
-        for x, y in ((a, b), (b, a)):
-            if "allOf" in x:
-                out = {k: v for k, v in x.items() if k != "allOf"}
-                for part in [y, *x["allOf"]]:
-                    out = self.conjoin(out, part, pointer, depth + 1)
-                return out
-        for x, y in ((a, b), (b, a)):
+        for first in (True, False):   # (a's keywords come before b's: the order of properties)
+            x, y = (a, b) if first else (b, a)
+            if "allOf" in x:   # inherited first: x's parts, then x's own keywords
+                merged: Any = {}
+                for part in [*x["allOf"], {k: v for k, v in x.items() if k != "allOf"}]:
+                    merged = self.conjoin(merged, part, pointer, depth + 1)
+                return self.conjoin(merged, y, pointer, depth + 1) if first else self.conjoin(
+                    y, merged, pointer, depth + 1)
+        for first in (True, False):
+            x, y = (a, b) if first else (b, a)
             for c in ("anyOf", "oneOf"):
                 if c in x:
-                    base = self.conjoin({k: v for k, v in x.items() if k != c}, y, pointer, depth + 1)
+                    rest = {k: v for k, v in x.items() if k != c}
+                    base = self.conjoin(rest, y, pointer, depth + 1) if first else self.conjoin(
+                        y, rest, pointer, depth + 1)
                     branches = []
                     for branch in x[c]:
                         try:
@@ -967,11 +974,19 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
+# where a key leaves the declared names: an escape of a control character or of a character
+# beyond ASCII (json.dumps writes those so), whatever the names are
+_LEAVE_ESCAPE = r"\\u(?:00[01][0-9a-fA-F]|00[89a-fA-F][0-9a-fA-F]|0[1-9a-fA-F][0-9a-fA-F]{2}|[1-9a-fA-F][0-9a-fA-F]{3})"
+
+
 def _other_key(names: list[str]) -> str:
-    """A regex for JSON keys whose decoded text differs from every name in ``names``. Escapes
-    are admitted where the key leaves the names' prefixes (and after); along a prefix of a
-    name its characters are written as ``json.dumps`` writes them (``"n\\u0061x"`` is not
-    admitted for a key ``"nax"`` beside a name ``"name"``)."""
+    """A regex for JSON keys whose decoded text differs from every name in ``names``. Along a
+    prefix of a name the key is written as ``json.dumps(..., ensure_ascii=False)`` writes it;
+    at the character where it leaves the prefixes, printable ASCII is written as itself (a
+    quote, backslash or slash may be a short escape) and other characters as themselves or
+    escapes; after that, any spelling. (Admitting every spelling at
+    the leaving point would need automaton states per name prefix and escape digit: too many
+    for objects of many properties.)"""
     trie: dict = {}
     for name in names:
         node = trie
@@ -983,7 +998,12 @@ def _other_key(names: list[str]) -> str:
     def walk(node: dict, prefix: str) -> None:
         children = sorted(c for c in node if c is not None)
         spelled = re.escape(json.dumps(prefix, ensure_ascii=False)[1:-1]).replace("/", "\\x2f")
-        other = json_text_regex("[^" + "".join(re.escape(c) for c in children) + "]") if children else JSON_CHAR
+        if any(ord(c) < 0x20 or ord(c) >= 0x80 for c in children):   # rare: spell the class exactly
+            other = json_text_regex("[^" + "".join(re.escape(c) for c in children) + "]")
+        else:
+            banned = "".join(re.escape(c) for c in children).replace("/", "\\x2f")
+            short = "".join(e for c, e in (('"', '"'), ("\\", "\\\\"), ("/", "\\x2f")) if c not in children)
+            other = f'(?:[^"\\\\\\x00-\\x1f{banned}]|\\\\[{short}bfnrt]|{_LEAVE_ESCAPE})'
         leave.append(spelled + other)      # leave the names' prefixes here
         if None not in node:
             end.append(spelled)            # stop at a prefix that is no name
