@@ -17,7 +17,8 @@ property to jsonschema), ``items``, ``prefixItems``, ``minItems``/``maxItems``,
 decoded string), ``format`` (date, time, date-time, email, idn-email, ipv4, ipv6, uri,
 uri-reference, uuid, as jsonschema's checker decides them: email asks only for an ``@``),
 integer ``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum`` (digit strings;
-on other numbers only bounds of 0, a question of sign), ``anyOf``, ``oneOf`` whose branches
+on other numbers only bounds of 0, a question of sign), integer ``multipleOf`` (listed within
+narrow bounds, or by the last digits for 2^a 5^b), ``anyOf``, ``oneOf`` whose branches
 are disjoint (by type, listed values, or a required property's listed values: tagged unions),
 ``allOf`` and the siblings of ``anyOf``/``oneOf``/``$ref`` (merged: types intersected, bounds
 tightened, required joined, a property held to the other side's ``additionalProperties``),
@@ -62,7 +63,7 @@ VOCABULARY = {"type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximu
               "$recursiveRef", "format", "disallow", "extends", "divisibleBy"}
 SUPPORTED = {"type", "enum", "const", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength",
              "minLength", "pattern", "maxItems", "minItems", "required", "properties", "additionalProperties",
-             "patternProperties", "minProperties", "maxProperties",
+             "patternProperties", "minProperties", "maxProperties", "multipleOf",
              "items", "prefixItems", "allOf", "anyOf", "oneOf", "$ref", "format"}
 COMBINERS = ("allOf", "anyOf", "oneOf")
 # the formats jsonschema's format checker knows (some only with optional packages); any other
@@ -487,6 +488,12 @@ class _Builder:
         if kind == "boolean":
             return '"true" | "false"'
         bounds = [k for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema]
+        if "multipleOf" in schema and kind in ("integer", "number"):
+            if kind == "number":
+                raise UnsupportedSchemaError("multipleOf", f"{pointer}/multipleOf",
+                                             "on numbers that need not be integers (1.5e1 is a multiple of 5)")
+            lo, hi = _integer_bounds(schema, pointer)
+            return self.terminal(f"MULTIPLE{len(self.terminals)}", f"/{_multiples_regex(schema, lo, hi, pointer)}/")
         if kind == "integer":
             if not bounds:
                 return self.terminal("INTEGER", r"/-?(?:0|[1-9][0-9]*)/")
@@ -915,6 +922,43 @@ def _integer_bounds(schema: dict, pointer: str) -> tuple[int | None, int | None]
         raise UnsupportedSchemaError("minimum" if "minimum" in schema else "exclusiveMinimum", pointer,
                                      "no integer lies within the bounds")
     return lo, hi
+
+
+MAX_LISTED = 2000   # integers a multipleOf regex may list one by one
+
+
+def _multiples_regex(schema: dict, lo: int | None, hi: int | None, pointer: str) -> str:
+    """JSON integers within the bounds that are multiples of ``multipleOf``: the multiples
+    listed when the range holds at most ``MAX_LISTED``; otherwise, for k = 2^a 5^b, the
+    integers whose last max(a, b) digits are a multiple of k. Other cases raise."""
+    k = schema["multipleOf"]
+    at = f"{pointer}/multipleOf"
+    if isinstance(k, float) and k.is_integer():
+        k = int(k)
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise UnsupportedSchemaError("multipleOf", at, "other than a positive integer (jsonschema divides "
+                                     "floats in floating point: to it 3 is not a multiple of 0.1)")
+    if lo is not None and hi is not None and (hi - lo) // k <= MAX_LISTED:
+        listed = [n for n in range(lo + (-lo) % k, hi + 1, k)]
+        if not listed:
+            raise UnsupportedSchemaError("multipleOf", at, "no multiple lies within the bounds")
+        texts = sorted({str(n) for n in listed} | ({"-0"} if 0 in listed else set()), key=len, reverse=True)
+        return "(?:" + "|".join(texts) + ")"
+    if lo is not None or hi is not None:
+        raise UnsupportedSchemaError("multipleOf", at, f"beside bounds holding more than {MAX_LISTED} multiples")
+    twos, fives, rest = 0, 0, k
+    while rest % 2 == 0:
+        twos, rest = twos + 1, rest // 2
+    while rest % 5 == 0:
+        fives, rest = fives + 1, rest // 5
+    digits = max(twos, fives)
+    if rest != 1 or 10 ** digits // k > MAX_LISTED:
+        raise UnsupportedSchemaError("multipleOf", at, "unbounded, of a number other than 2^a 5^b (as a regular "
+                                     "language its digit strings would be too long to write)")
+    tails = [str(n).zfill(digits) for n in range(0, 10 ** digits, k)] if digits else []
+    small = sorted((str(n) for n in range(k, 10 ** digits, k)), key=len, reverse=True)
+    long = f"[1-9][0-9]*(?:{'|'.join(tails)})" if digits else "[1-9][0-9]*"
+    return f"-?(?:{'|'.join([long, *small, '0'])})"
 
 
 def integer_range_regex(lo: int | None, hi: int | None) -> str:

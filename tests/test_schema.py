@@ -198,7 +198,9 @@ def test_valid_instances_from_a_table(grammars, name, text):
     ({"type": "string", "pattern": "^a+$", "maxLength": 3}, "maxLength", "#/maxLength"),
     ({"properties": {"x": {"type": "number", "minimum": 3}}}, "minimum", "#/properties/x/minimum"),
     ({"type": "integer", "minimum": 5, "maximum": 4}, "minimum", "#"),
-    ({"type": "integer", "multipleOf": 2}, "multipleOf", "#/multipleOf"),
+    ({"type": "integer", "multipleOf": 3}, "multipleOf", "#/multipleOf"),
+    ({"type": "number", "multipleOf": 5}, "multipleOf", "#/multipleOf"),
+    ({"type": "integer", "multipleOf": 0.1}, "multipleOf", "#/multipleOf"),
     ({"patternProperties": {"^x": {"type": "integer"}}}, "patternProperties", "#/patternProperties/^x"),
     ({"patternProperties": {"^x": {"type": "integer"}, "y": {}}, "additionalProperties": False},
      "patternProperties", "#/patternProperties/y"),
@@ -566,3 +568,14 @@ def test_min_properties_of_two_beside_additional_keys_raise():
     # {"x": 1, "x": 2} is one property to jsonschema; the grammar would count two
     with pytest.raises(gcd.UnsupportedSchemaError, match="minProperties"):
         gcd.Grammar.from_json_schema({"type": "object", "minProperties": 2})
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "integer", "multipleOf": 5}, {"type": "integer", "multipleOf": 4}, {"type": "integer", "multipleOf": 100},
+    {"type": "integer", "multipleOf": 7, "minimum": -30, "maximum": 100},
+    {"type": "integer", "multipleOf": 10, "exclusiveMinimum": 0, "maximum": 1000},
+])
+def test_integer_multiples_agree_with_jsonschema(schema):
+    grammar, check = gcd.Grammar.from_json_schema(schema), jsonschema.Draft202012Validator(schema)
+    for n in [*range(-250, 1250), 10 ** 12, 10 ** 12 + 4, -10 ** 15 - 5, 123456789000]:
+        assert grammar.accepts(json.dumps(n)) == check.is_valid(n), n
