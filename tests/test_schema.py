@@ -243,22 +243,38 @@ def test_compact_whitespace_and_json_text_and_model_classes():
         gcd.Grammar.from_json_schema(POINT, whitespace="pretty")
 
 
-def test_instances_walk_token_by_token_with_smollm2(smollm2_tokenizer, smollm2_vocab):
-    compiled = gcd.GrammarCompiler(smollm2_vocab, progress=False).compile(gcd.Grammar.from_json_schema(PERSON))
+def _walks(compiled, tokenizer, vocab, text: str) -> bool:
+    """Whether ``text``, tokenized by the tokenizer, walks the matcher to an accepting end (True
+    too when the tokenizer changes a rare character: nothing to walk)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if b"".join(vocab.token_bytes(t) for t in ids) != text.encode():
+        return True
+    m = compiled.matcher()
+    return all(m.consume_token(t) for t in ids) and m.is_accepting()
 
-    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(from_schema(PERSON))
+
+@pytest.mark.parametrize("name", SCHEMAS)
+def test_drawn_instances_walk_token_by_token_with_smollm2(smollm2_tokenizer, smollm2_vocab, grammars, name):
+    compiled = gcd.GrammarCompiler(smollm2_vocab, progress=False, precompute_seconds=0).compile(grammars[name])
+
+    @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(from_schema(SCHEMAS[name]))
     def check(instance):
         text = json.dumps(ordered(instance), ensure_ascii=False)
-        ids = smollm2_tokenizer.encode(text, add_special_tokens=False)
-        if b"".join(smollm2_vocab.token_bytes(t) for t in ids) != text.encode():
-            return   # the tokenizer drops or changes a rare character: nothing to walk
-        m = compiled.matcher()
-        for t in ids:
-            assert m.consume_token(t), text
-        assert m.is_accepting()
+        assert _walks(compiled, smollm2_tokenizer, smollm2_vocab, text), text
 
     check()
+
+
+@pytest.mark.parametrize("name", ["pet", "employee", "colour", "draft 7", "extensions", "map"])
+def test_merged_schemas_walk_token_by_token_with_smollm2(smollm2_tokenizer, smollm2_vocab, name):
+    schema, valid, invalid = MERGED[name]
+    compiled = gcd.GrammarCompiler(smollm2_vocab, progress=False, precompute_seconds=0).compile(
+        gcd.Grammar.from_json_schema(schema))
+    for text in valid:
+        assert _walks(compiled, smollm2_tokenizer, smollm2_vocab, text), text
+    for text in invalid:
+        assert not _walks(compiled, smollm2_tokenizer, smollm2_vocab, text), text
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
