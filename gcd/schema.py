@@ -19,8 +19,10 @@ uri-reference, uuid, as jsonschema's checker decides them: email asks only for a
 integer ``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum`` (digit strings;
 on other numbers only bounds of 0, a question of sign), integer ``multipleOf`` (listed within
 narrow bounds, or by the last digits for 2^a 5^b), ``anyOf``, ``oneOf`` whose branches
-are disjoint (by type, listed values, or a required property's listed values: tagged unions),
-``allOf`` and the siblings of ``anyOf``/``oneOf``/``$ref`` (merged: types intersected, bounds
+are disjoint (by type, listed values, a required property's listed values: tagged unions, or
+a required property the other branch does not allow),
+``oneOf`` of ``{"required": [name]}`` branches (exactly one of those keys), ``allOf`` and the
+siblings of ``anyOf``/``oneOf``/``$ref`` (merged: types intersected, bounds
 tightened, required joined, a property held to the other side's ``additionalProperties``),
 ``$ref`` into the document (recursion included). Keywords outside the JSON Schema vocabulary
 (``title``, ``x-...``, ``markdownDescription``) and formats jsonschema does not check
@@ -289,9 +291,12 @@ class _Builder:
             return self.rule(merged, where, key=f"{where}#merged")
         choice = choices[0]
         branches = []
+        alone = self.one_required(schema[choice], pointer) if choice == "oneOf" else None
         for i, b in enumerate(schema[choice]):
             at = f"{pointer}/{choice}/{i}"
-            if not merged:
+            if alone is not None:   # "exactly one of these keys": the others are absent
+                b = {"required": [alone[i]], "properties": {n: False for n in alone if n != alone[i]}}
+            if not merged and alone is None:
                 branches.append((at, b, at))
                 continue
             try:
@@ -307,6 +312,18 @@ class _Builder:
                         raise UnsupportedSchemaError("oneOf", f"{pointer}/oneOf",
                                                      "branches that may overlap (gcd needs them disjoint)")
         return " | ".join(self.rule(b, at, key=key) for at, b, key in branches)
+
+    def one_required(self, branches: list, pointer: str) -> list[str] | None:
+        """The names, when every ``oneOf`` branch is ``{"required": [name]}`` (and perhaps
+        ``"type": "object"``): "exactly one of these properties"."""
+        names = []
+        for b in branches:
+            c = self.constraints(b, pointer) if isinstance(b, dict) else None
+            if not c or set(c) - {"required", "type"} or c.get("type", "object") != "object" \
+                    or len(c.get("required", [])) != 1:
+                return None
+            names.append(c["required"][0])
+        return names if len(set(names)) == len(names) else None
 
     def values(self, schema: dict, pointer: str) -> str:
         """``const`` / ``enum``: the listed values that also meet the schema's other keywords."""
@@ -440,10 +457,8 @@ class _Builder:
         for name in [*pa, *(n for n in pb if n not in pa)]:
             try:
                 props[name] = self.conjoin(pa.get(name, ea), pb.get(name, eb), pointer, depth + 1)
-            except _Empty:
-                if extra is not False:
-                    raise UnsupportedSchemaError("properties", f"{pointer}/properties/{_escape(name)}",
-                                                 "a property no value satisfies") from None
+            except _Empty:   # no value satisfies both: the property may not be there
+                props[name] = False
         out["properties"] = props
         out["additionalProperties"] = extra
 
@@ -479,6 +494,9 @@ class _Builder:
             pa, pb = a.get("properties", {}), b.get("properties", {})
             for name in set(a.get("required", [])) & set(b.get("required", [])):
                 if name in pa and name in pb and depth < 8 and self.disjoint(pa[name], pb[name], pointer, depth + 1):
+                    return True
+            for x, y in ((a, b), (b, a)):   # x requires a name y does not allow
+                if any(_forbids(y, name) for name in x.get("required", [])):
                     return True
         return False
 
@@ -580,6 +598,11 @@ class _Builder:
         patterns = self.patterns(schema, pointer)
         members = []
         for name in names:
+            if props.get(name) is False:   # may not be there (additional keys may not spell it either)
+                if name in required:
+                    raise UnsupportedSchemaError("required", f"{pointer}/required", f"{name!r} is required but "
+                                                 "no value of it is valid")
+                continue
             matched = [(f"{pointer}/patternProperties/{_escape(p)}", s) for p, s in patterns if re.search(p, name)]
             at = f"{pointer}/properties/{_escape(name)}"
             if name in props and not matched:
@@ -833,6 +856,16 @@ def _same(a: Any, b: Any) -> bool:
 def _same_schema(a: Any, b: Any) -> bool:
     """Whether two schemas are written the same (``true`` and ``{}`` alike)."""
     return _same({} if a is True else a, {} if b is True else b)
+
+
+def _forbids(schema: dict, name: str) -> bool:
+    """Whether an object valid under ``schema`` cannot have the property ``name``."""
+    props = schema.get("properties", {})
+    if name in props:
+        return props[name] is False
+    if any(re.search(p, name) for p in schema.get("patternProperties", {})):
+        return False
+    return schema.get("additionalProperties", True) is False
 
 
 def _kinds(schema: dict) -> set[str]:
