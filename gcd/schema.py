@@ -10,7 +10,8 @@ before 2019-09.
 Expressed exactly: ``type`` (and lists), ``enum``, ``const`` (their values filtered by the
 keywords beside them), ``properties``, ``required``, ``additionalProperties``,
 ``patternProperties`` (with ``additionalProperties: false`` and one value schema for all
-patterns, or each pattern's schema equal to ``additionalProperties``), ``minProperties`` /
+patterns or patterns whose ``^``-anchored literal prefixes no key can share, or each
+pattern's schema equal to ``additionalProperties``), ``minProperties`` /
 ``maxProperties`` (at least 2 only where no additional key may come: a repeated key is one
 property to jsonschema), ``items``, ``prefixItems``, ``minItems``/``maxItems``,
 ``minLength``/``maxLength``, ``pattern`` (``gcd.pattern``: Python's ``re.search`` on the
@@ -625,15 +626,21 @@ class _Builder:
             members.append((f"{key} \":\" {value}", name in required))
         extra_member = None
         if patterns and extra is False:   # the other keys are those the patterns match
-            pattern, value_schema = patterns[0]
+            by_pattern = dict(patterns)
             # a required-only name may come again as a pattern key: its schema is the pattern's either way
             if any(re.search(p, name) for p, _ in patterns for name in props):
                 raise UnsupportedSchemaError("patternProperties", f"{pointer}/patternProperties",
                                              "a pattern that also matches a declared property")
-            regex = "|".join(self.key_regex(p, pointer) for p, _ in patterns)
-            value = self.rule(value_schema, f"{pointer}/patternProperties/{_escape(pattern)}")
-            key = self.terminal(f"KEY{len(self.terminals)}", f'/"(?:{regex})"/')
-            extra_member = f'{key} ":" {value}'
+            groups: dict[str, list[str]] = {}   # one member per value schema: its patterns' keys
+            for p, sub in patterns:
+                groups.setdefault(json.dumps(sub, sort_keys=True), []).append(p)
+            alternatives = []
+            for ps in groups.values():
+                regex = "|".join(self.key_regex(p, pointer) for p in ps)
+                value = self.rule(by_pattern[ps[0]], f"{pointer}/patternProperties/{_escape(ps[0])}")
+                key = self.terminal(f"KEY{len(self.terminals)}", f'/"(?:{regex})"/')
+                alternatives.append(f'{key} ":" {value}')
+            extra_member = alternatives[0] if len(alternatives) == 1 else f"({' | '.join(alternatives)})"
         elif extra is not False:
             value = self.rule(extra, f"{pointer}/additionalProperties")
             key = self.terminal(f"KEY{len(self.terminals)}", "/" + _other_key(names) + "/")
@@ -711,22 +718,25 @@ class _Builder:
 
     def patterns(self, schema: dict, pointer: str) -> list[tuple[str, Any]]:
         """``patternProperties`` as (pattern, schema) pairs, where gcd can express the keys they
-        govern: with ``additionalProperties: false`` all patterns' schemas must be one schema,
-        otherwise each must be the ``additionalProperties`` schema (gcd does not intersect or
-        complement key patterns)."""
+        govern: with ``additionalProperties: false``, patterns of one schema or patterns no key
+        can match two of (``^`` and literal prefixes none of which begins another); otherwise
+        each pattern's schema must be the ``additionalProperties`` schema (gcd does not
+        intersect or complement key patterns)."""
         found = schema.get("patternProperties", {})
         if not isinstance(found, dict):
             raise UnsupportedSchemaError("patternProperties", f"{pointer}/patternProperties", "must be an object")
         pairs = list(found.items())
         extra = schema.get("additionalProperties", True)
+        prefixes = [_literal_prefix(p) for p, _ in pairs]
+        apart = all(a and b and not a.startswith(b) and not b.startswith(a)
+                    for i, a in enumerate(prefixes) for b in prefixes[:i])
         for p, s in pairs:
             at = f"{pointer}/patternProperties/{_escape(p)}"
             self.key_regex(p, at)
-            same = _same_schema(s, pairs[0][1]) if extra is False else _same_schema(s, extra)
-            if not same:
-                raise UnsupportedSchemaError("patternProperties", at,
-                                             "keys matched by patterns with different schemas" if extra is False else
-                                             "a pattern's schema differs from additionalProperties")
+            if extra is False and not apart and not _same_schema(s, pairs[0][1]):
+                raise UnsupportedSchemaError("patternProperties", at, "keys two patterns of different schemas may match")
+            if extra is not False and not _same_schema(s, extra):
+                raise UnsupportedSchemaError("patternProperties", at, "a pattern's schema differs from additionalProperties")
         return pairs
 
     def key_regex(self, pattern: Any, pointer: str) -> str:
@@ -856,6 +866,24 @@ def _same(a: Any, b: Any) -> bool:
 def _same_schema(a: Any, b: Any) -> bool:
     """Whether two schemas are written the same (``true`` and ``{}`` alike)."""
     return _same({} if a is True else a, {} if b is True else b)
+
+
+def _literal_prefix(pattern: str) -> str:
+    """The text every match of a ``^``-anchored pattern begins with ("" if none or unanchored)."""
+    import re._parser as sre
+
+    try:
+        items = list(sre.parse(pattern))
+    except re.error:
+        return ""
+    if not items or items[0] != (sre.AT, sre.AT_BEGINNING):
+        return ""
+    out = []
+    for op, arg in items[1:]:
+        if op is not sre.LITERAL:
+            break
+        out.append(chr(arg))
+    return "".join(out)
 
 
 def _forbids(schema: dict, name: str) -> bool:
