@@ -18,7 +18,8 @@ property to jsonschema), ``items``, ``prefixItems``, ``minItems``/``maxItems``,
 decoded string), ``format`` (date, time, date-time, email, idn-email, ipv4, ipv6, uri,
 uri-reference, uuid, as jsonschema's checker decides them: email asks only for an ``@``),
 integer ``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum`` (digit strings;
-on other numbers only bounds of 0, a question of sign), integer ``multipleOf`` (listed within
+on other numbers bounds of 0 are a question of sign, and other bounds are met by numbers
+written in plain decimal notation: with exponents the set is not regular), integer ``multipleOf`` (listed within
 narrow bounds, or by the last digits for 2^a 5^b), ``anyOf``, ``oneOf`` whose branches
 are disjoint (by type, listed values, a required property's listed values: tagged unions, or
 a required property the other branch does not allow),
@@ -49,6 +50,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from decimal import Decimal
 from typing import Any
 
 from gcd.errors import GCDError
@@ -518,8 +520,10 @@ class _Builder:
                 return self.terminal("INTEGER", r"/-?(?:0|[1-9][0-9]*)/")
             lo, hi = _integer_bounds(schema, pointer)
             return self.terminal(f"INTEGER{len(self.terminals)}", f"/{integer_range_regex(lo, hi)}/")
-        if kind == "number" and bounds:
+        if kind == "number" and bounds and all(schema[k] == 0 for k in bounds):
             return self.terminal(f"NUMBER_SIGNED{len(self.terminals)}", f"/{_signed_number_regex(schema, pointer)}/")
+        if kind == "number" and bounds:
+            return self.terminal(f"NUMBER_RANGE{len(self.terminals)}", f"/{_plain_number_regex(schema, pointer)}/")
         if kind == "number":
             return self.terminal("NUMBER", r"/-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/")
         if kind == "string":
@@ -934,8 +938,8 @@ _NONZERO = r"(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.0*[1-9][0-9]*)"   # one whose value 
 def _signed_number_regex(schema: dict, pointer: str) -> str:
     """JSON numbers within bounds of 0 (``minimum: 0``, ``exclusiveMaximum: 0``, ...), the
     bounds real schemas put on prices and counts: a sign question, hence regular. The number's
-    decimal value counts (``1e-400`` is positive, though Python reads it as 0.0). Other bound
-    values on non-integers raise."""
+    decimal value counts (``1e-400`` is positive, though Python reads it as 0.0). Other
+    bounds: ``_plain_number_regex``."""
     lo = hi = None   # None: no bound; True: inclusive (minimum / maximum); False: exclusive
     for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         if key in schema:
@@ -956,6 +960,116 @@ def _signed_number_regex(schema: dict, pointer: str) -> str:
     if lo is not None:
         return f"(?:{nonzero}|{zero}|-{zero})" if lo else nonzero
     return f"(?:-{nonzero}|-{zero}|{zero})" if hi else f"-{nonzero}"
+
+
+def _plain_number_regex(schema: dict, pointer: str) -> str:
+    """JSON numbers in plain decimal notation (no exponent) within the schema's bounds, by
+    decimal value: the spelling gcd writes numbers in when a bound other than 0 is on a
+    non-integer number (with an exponent the set is not regular: 0.000...01e+N)."""
+    lo = hi = None   # (Decimal, strict)
+    for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        if key not in schema:
+            continue
+        v = schema[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be a finite number")
+        bound = (Decimal(repr(v)) if isinstance(v, float) else Decimal(v), key.startswith("exclusive"))
+        if key.endswith("inimum"):
+            lo = bound if lo is None or (bound[0], bound[1]) > (lo[0], lo[1]) else lo
+        else:
+            hi = bound if hi is None or (bound[0], not bound[1]) < (hi[0], not hi[1]) else hi
+    zero = (Decimal(0), False)
+    positive = [] if hi is not None and hi[0] < 0 else _unsigned_range(lo if lo and lo[0] >= 0 else zero, hi)
+    negative = [] if lo is not None and lo[0] > 0 else _unsigned_range(
+        (-hi[0], hi[1]) if hi is not None and hi[0] <= 0 else zero, (-lo[0], lo[1]) if lo is not None else None)
+    if not positive and not negative:
+        raise UnsupportedSchemaError("minimum" if lo else "maximum", pointer, "no number lies within the bounds")
+    return "(?:" + "|".join([*(f"-(?:{x})" for x in negative), *positive]) + ")"
+
+
+def _unsigned_range(lo: tuple, hi: tuple | None) -> list[str]:
+    """Regexes, longest integer parts first (``re.match`` takes the first alternative that
+    matches), for plain decimals I(.F)? with lo <= value <= hi (bounds (Decimal >= 0, strict))."""
+    (a, a_strict), (b, b_strict) = lo, hi if hi is not None else (None, False)
+    ia, fa = _parts(a)
+    if b is not None:
+        ib, fb = _parts(b)
+        if b < a or (b == a and (a_strict or b_strict)):
+            return []
+        if ia == ib:
+            n = max(len(fa), len(fb))
+            tail = _fraction(_between(fa.ljust(n, "0"), fb.ljust(n, "0"), a_strict, b_strict))
+            return [f"{ia}{tail}"] if tail is not None else []
+    out = []
+    if b is not None:
+        tail = _fraction(_le(fb, b_strict))
+        out += [f"{ib}{tail}"] if tail is not None else []
+    middle = _naturals(ia + 1, ib - 1 if b is not None else None)
+    out += [f"(?:{'|'.join(middle)})(?:\\.[0-9]+)?"] if middle else []
+    tail = _fraction(_ge(fa, a_strict))
+    out += [f"{ia}{tail}"] if tail is not None else []
+    return out
+
+
+def _parts(d: Decimal) -> tuple[int, str]:
+    """The integer part and the fraction's digits (no trailing zeros) of d >= 0."""
+    text = f"{d:f}"
+    whole, _, frac = text.partition(".")
+    return int(whole), frac.rstrip("0")
+
+
+def _fraction(digits: tuple[str | None, bool]) -> str | None:
+    """The text after an integer part: "." and one of the digit strings, or nothing if the
+    empty one is allowed (None: no text at all)."""
+    regex, empty = digits
+    if regex is None:
+        return "" if empty else None
+    return f"(?:\\.(?:{regex}))?" if empty else f"\\.(?:{regex})"
+
+
+def _ge(f: str, strict: bool) -> tuple[str | None, bool]:
+    """Digit strings D (the regex of non-empty ones, whether the empty one) with 0.D >= 0.f (> if strict)."""
+    if not f:
+        return ("0*[1-9][0-9]*", False) if strict else ("[0-9]+", True)
+    c = int(f[0])
+    alts = [f"[{c + 1}-9][0-9]*"] if c < 9 else []
+    alts += _then(str(c), _ge(f[1:], strict))
+    return "|".join(alts) or None, False
+
+
+def _le(f: str, strict: bool) -> tuple[str | None, bool]:
+    """Digit strings D with 0.D <= 0.f (< if strict); f has a non-zero digit or is empty."""
+    if not f:
+        return (None, False) if strict else ("0+", True)
+    c = int(f[0])
+    alts = [f"[0-{c - 1}][0-9]*"] if c > 0 else []
+    alts += _then(str(c), _le(f[1:], strict))
+    return "|".join(alts) or None, True
+
+
+def _between(a: str, b: str, lo_strict: bool, hi_strict: bool) -> tuple[str | None, bool]:
+    """Digit strings D with 0.a <= 0.D <= 0.b (a and b of one length, 0.a <= 0.b)."""
+    empty = not a.strip("0") and not lo_strict and (not hi_strict or bool(b.strip("0")))
+    if not a:
+        return ("0+" if empty else None), empty
+    ca, cb = int(a[0]), int(b[0])
+    if ca == cb:
+        alts = _then(str(ca), _between(a[1:], b[1:], lo_strict, hi_strict))
+    else:
+        alts = _then(str(ca), _ge(a[1:].rstrip("0"), lo_strict))
+        alts += [f"[{ca + 1}-{cb - 1}][0-9]*"] if cb - ca > 1 else []
+        alts += _then(str(cb), _le(b[1:].rstrip("0"), hi_strict))
+    return "|".join(alts) or None, empty
+
+
+def _then(digit: str, rest: tuple[str | None, bool]) -> list[str]:
+    """``digit`` followed by one of the digit strings ``rest`` describes."""
+    regex, empty = rest
+    if regex and empty:
+        return [f"{digit}(?:{regex})?"]
+    if regex:
+        return [f"{digit}(?:{regex})"]
+    return [digit] if empty else []
 
 
 def _integer_bounds(schema: dict, pointer: str) -> tuple[int | None, int | None]:

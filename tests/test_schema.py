@@ -196,7 +196,7 @@ def test_valid_instances_from_a_table(grammars, name, text):
 
 @pytest.mark.parametrize("schema, keyword, pointer", [
     ({"type": "string", "pattern": "^a+$", "maxLength": 3}, "maxLength", "#/maxLength"),
-    ({"properties": {"x": {"type": "number", "minimum": 3}}}, "minimum", "#/properties/x/minimum"),
+    ({"properties": {"x": {"type": "number", "minimum": 3, "exclusiveMaximum": 3}}}, "minimum", "#/properties/x"),
     ({"type": "integer", "minimum": 5, "maximum": 4}, "minimum", "#"),
     ({"type": "integer", "multipleOf": 3}, "multipleOf", "#/multipleOf"),
     ({"type": "number", "multipleOf": 5}, "multipleOf", "#/multipleOf"),
@@ -608,3 +608,23 @@ def test_integer_multiples_agree_with_jsonschema(schema):
     grammar, check = gcd.Grammar.from_json_schema(schema), jsonschema.Draft202012Validator(schema)
     for n in [*range(-250, 1250), 10 ** 12, 10 ** 12 + 4, -10 ** 15 - 5, 123456789000]:
         assert grammar.accepts(json.dumps(n)) == check.is_valid(n), n
+
+
+@pytest.mark.parametrize("bounds", [{"minimum": 1, "maximum": 30}, {"minimum": 0, "maximum": 1},
+                                    {"exclusiveMinimum": 0.5, "exclusiveMaximum": 2.25}, {"minimum": -1.5},
+                                    {"maximum": -0.25}, {"minimum": -30.5, "exclusiveMaximum": -1},
+                                    {"minimum": 0.1, "maximum": 0.1}])
+def test_number_bounds_agree_with_jsonschema_in_plain_decimals(bounds):
+    schema = {"type": "number", **bounds}
+    grammar, check = gcd.Grammar.from_json_schema(schema), jsonschema.Draft202012Validator(schema)
+    near = [abs(float(v)) for v in bounds.values()]
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.booleans(), st.sampled_from([0, 1, 2, 29, 30, 31, 100, *(int(v) for v in near)]),
+           st.text("0123456789", max_size=4), st.sampled_from(["", "0", "9", "5"]))
+    def agree(negative, whole, digits, last):
+        text = ("-" if negative else "") + str(whole) + ("." + digits + last if digits + last else "")
+        assert grammar.accepts(text) == check.is_valid(json.loads(text)), text
+
+    agree()
+    assert not grammar.accepts("1e0") and not grammar.accepts("0.5E1")   # the spelling: no exponent
