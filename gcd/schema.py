@@ -945,7 +945,7 @@ def _signed_number_regex(schema: dict, pointer: str) -> str:
         if key in schema:
             v = schema[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != 0:
-                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "bounds other than 0 on non-integer numbers")
+                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be a number")
             inclusive = not key.startswith("exclusive")
             if key.endswith("inimum"):
                 lo = inclusive if lo is None else lo and inclusive
