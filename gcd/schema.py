@@ -71,6 +71,16 @@ SUPPORTED = {"type", "enum", "const", "maximum", "exclusiveMaximum", "minimum", 
              "patternProperties", "minProperties", "maxProperties", "multipleOf",
              "items", "prefixItems", "allOf", "anyOf", "oneOf", "$ref", "format"}
 COMBINERS = ("allOf", "anyOf", "oneOf")
+_WHY_NOT = {
+    "uniqueItems": "not supported (arrays of distinct items are not context-free in general)",
+    "not": "not supported (gcd does not complement schemas)",
+    "if": "not supported (it needs the complement of its condition)",
+    "then": "not supported (only meaningful with if)", "else": "not supported (only meaningful with if)",
+    "dependencies": "not supported", "dependentRequired": "not supported", "dependentSchemas": "not supported",
+    "propertyNames": "not supported (it would constrain every key's spelling)",
+    "contains": "not supported", "unevaluatedProperties": "not supported", "unevaluatedItems": "not supported",
+    "$dynamicRef": "not supported (dynamic scope)", "$recursiveRef": "not supported (dynamic scope)",
+}
 # the formats jsonschema's format checker knows (some only with optional packages); any other
 # format is an annotation to it, and so to gcd
 CHECKED_FORMATS = {"email", "idn-email", "hostname", "idn-hostname", "ipv4", "ipv6", "iri", "iri-reference", "uri",
@@ -245,7 +255,7 @@ class _Builder:
             if key in ("minProperties", "minContains") and v == 0:
                 continue
             if key not in SUPPORTED:
-                raise UnsupportedSchemaError(key, f"{pointer}/{_escape(key)}")
+                raise UnsupportedSchemaError(key, f"{pointer}/{_escape(key)}", _WHY_NOT.get(key, "not supported"))
             out[key] = v
         if "type" in out:
             kinds = [out["type"]] if isinstance(out["type"], str) else out["type"]
