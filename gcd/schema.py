@@ -51,6 +51,7 @@ import json
 import math
 import re
 from decimal import Decimal
+from urllib.parse import unquote
 from typing import Any
 
 from gcd.errors import GCDError
@@ -815,7 +816,7 @@ class _Builder:
     def resolve(self, ref: Any, pointer: str) -> Any:
         node = self.root
         for part in self.target(ref, pointer)[2:].split("/") if ref != "#" else []:
-            part = part.replace("~1", "/").replace("~0", "~")
+            part = unquote(part).replace("~1", "/").replace("~0", "~")   # a URI fragment: %-escapes too
             try:
                 node = node[int(part)] if isinstance(node, list) else node[part]
             except (KeyError, IndexError, ValueError, TypeError):
