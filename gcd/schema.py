@@ -923,13 +923,13 @@ def _kinds(schema: dict) -> set[str]:
     return kinds
 
 
-def _common_types(a: Any, b: Any, empty_ok: bool = False) -> list[str]:
+def _common_types(a: Any, b: Any) -> list[str]:
     """The types both type keywords admit (``integer`` is part of ``number``)."""
     a = [a] if isinstance(a, str) else list(a)
     b = [b] if isinstance(b, str) else list(b)
     out = [t for t in a if t in b or (t == "integer" and "number" in b)]
     out += [t for t in b if t == "integer" and "number" in a and t not in out]
-    if not out and not empty_ok:
+    if not out:
         raise _Empty
     return out
 

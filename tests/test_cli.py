@@ -188,9 +188,9 @@ def test_json_schema_check_and_sample(model_installed, capsys, tmp_path):
     assert code == 0, out.err
     jsonschema.validate(json.loads(out.out), schema)
     bad = tmp_path / "bad.json"
-    bad.write_text('{"properties": {"x": {"type": "number", "minimum": 3}}}')
+    bad.write_text('{"properties": {"x": {"type": "array", "uniqueItems": true}}}')
     assert main(["check", "--json-schema", str(bad)]) == 1
-    assert "#/properties/x/minimum" in _one_line_error(capsys.readouterr().err)
+    assert "#/properties/x/uniqueItems" in _one_line_error(capsys.readouterr().err)
 
 
 def test_sample_with_the_shipped_diffusion_model(capsys):
