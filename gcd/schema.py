@@ -67,11 +67,14 @@ VOCABULARY = {"type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximu
               "propertyNames", "unevaluatedProperties", "unevaluatedItems", "items", "prefixItems",
               "additionalItems", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "$dynamicRef",
               "$recursiveRef", "format", "disallow", "extends", "divisibleBy"}
-SUPPORTED = {"type", "enum", "const", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength",
+SUPPORTED = {"if", "then", "else", "type", "enum", "const", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength",
              "minLength", "pattern", "maxItems", "minItems", "required", "properties", "additionalProperties",
              "patternProperties", "minProperties", "maxProperties", "multipleOf",
              "items", "prefixItems", "allOf", "anyOf", "oneOf", "$ref", "format"}
 COMBINERS = ("allOf", "anyOf", "oneOf")
+# gcd's own keyword (no JSON Schema has it: its name begins with NUL): values an instance may
+# not equal, which negating an ``if`` condition needs
+EXCEPT = "\x00gcd:except"
 _WHY_NOT = {
     "uniqueItems": "not supported (arrays of distinct items are not context-free in general)",
     "not": "not supported (gcd does not complement schemas)",
@@ -235,7 +238,10 @@ class _Builder:
         types = [types] if isinstance(types, str) else types
         if "integer" in types and "number" in types:
             types = [t for t in types if t != "integer"]
-        return " | ".join(f"({self.typed(t, schema, pointer)})" for t in types)
+        bodies = [b for b in (self.typed(t, schema, pointer) for t in types) if b is not None]
+        if not bodies:
+            raise UnsupportedSchemaError("type", pointer, "no value of these types is left")
+        return " | ".join(f"({b})" for b in bodies)
 
     def constraints(self, schema: dict | bool, pointer: str) -> dict:
         """The keywords of ``schema`` that constrain instances, read as its draft reads them
@@ -249,7 +255,12 @@ class _Builder:
             raise UnsupportedSchemaError("$id", f"{pointer}/$id", "a $id below the root (it changes what $ref means)")
         out = {}
         for key, v in schema.items():
+            if key == EXCEPT:
+                out[key] = v
+                continue
             if key not in VOCABULARY or key == "additionalItems":   # (read with a list "items", below)
+                continue
+            if key in ("then", "else") and "if" not in schema:   # ignored without an if
                 continue
             if key == "uniqueItems" and (v is False or schema.get("maxItems", 2) <= 1):
                 continue
@@ -277,6 +288,44 @@ class _Builder:
             del out["format"]   # jsonschema checks no such format: an annotation
         if "$ref" in out and self.draft <= 7:
             return {"$ref": out["$ref"]}   # before 2019-09, $ref's siblings are ignored
+        if "if" in out:   # (if and then) or (not if and else), the negation spelled out
+            cond, then, other = out.pop("if"), out.pop("then", True), out.pop("else", True)
+            branches = [{"allOf": [cond, then]}, *({"allOf": [n, other]} for n in self.negations(cond, pointer))]
+            if "anyOf" in out:
+                out["allOf"] = [*out.get("allOf", []), {"anyOf": branches}]
+            else:
+                out["anyOf"] = branches
+        return out
+
+    def negations(self, cond: Any, pointer: str) -> list[Any]:
+        """Schemas whose instances together are exactly those ``cond`` rejects, for the
+        conditions real schemas branch on: properties with listed values or a type, required
+        names, an object type. Others raise."""
+        at = f"{pointer}/if"
+        if isinstance(cond, bool):
+            return [] if cond else [True]
+        c = self.constraints(cond, at)
+        if set(c) - {"properties", "required", "type"} or c.get("type", "object") != "object":
+            raise UnsupportedSchemaError("if", at, "a condition other than listed values or types of properties "
+                                         "(gcd spells out its negation)")
+        out: list[Any] = [{"type": [t for t in TYPES if t != "object"]}] if "type" in c else []
+        out += [{"type": "object", "properties": {name: False}} for name in c.get("required", [])]
+        for name, sub in c.get("properties", {}).items():
+            s = self.flat(sub, f"{at}/properties/{_escape(name)}", 0) if sub is not True else {}
+            if set(s) - {"type", "enum"} or not s:
+                raise UnsupportedSchemaError("if", at, f"a condition on {name!r} other than listed values or a type")
+            if "enum" in s:
+                listed = [v for v in s["enum"] if "type" not in s or self.satisfies(v, "type", s["type"], at)]
+                negated = {EXCEPT: listed}
+            else:
+                kinds = [s["type"]] if isinstance(s["type"], str) else s["type"]
+                negated = {"type": [t for t in TYPES if t not in kinds and not (t == "integer" and "number" in kinds)]}
+                if not negated["type"]:
+                    continue
+                if "integer" in kinds and "number" not in kinds:
+                    raise UnsupportedSchemaError("if", at, "a condition of integer type (its negation has non-integer "
+                                                 "numbers)")
+            out.append({"type": "object", "required": [name], "properties": {name: negated}})
         return out
 
     def combined(self, schema: dict, pointer: str) -> str:
@@ -360,6 +409,8 @@ class _Builder:
     def satisfies(self, v: Any, key: str, arg: Any, pointer: str) -> bool:
         """Whether the listed value ``v`` meets keyword ``key`` (those that bear on single values)."""
         kind = _json_type(v)
+        if key == EXCEPT:
+            return not any(_same(v, x) for x in arg)
         if key == "type":
             kinds = [arg] if isinstance(arg, str) else arg
             return kind in kinds or (kind == "integer" and "number" in kinds)
@@ -447,6 +498,8 @@ class _Builder:
                 out[key] = min(a[key], b[key])
         if "required" in a and "required" in b:
             out["required"] = list(dict.fromkeys([*a["required"], *b["required"]]))
+        if EXCEPT in a and EXCEPT in b:
+            out[EXCEPT] = [*a[EXCEPT], *b[EXCEPT]]
         for key in ("format", "pattern"):
             if key in a and key in b and a[key] != b[key]:
                 raise UnsupportedSchemaError(key, f"{pointer}/{key}", f"two different {key}s to merge")
@@ -514,7 +567,12 @@ class _Builder:
                     return True
         return False
 
-    def typed(self, kind: str, schema: dict, pointer: str) -> str:
+    def typed(self, kind: str, schema: dict, pointer: str) -> str | None:
+        """The rule body for the instances of one JSON type (None when none is left)."""
+        excluded = [v for v in schema.get(EXCEPT, []) if _json_type(v) == kind
+                    or (kind == "number" and _json_type(v) == "integer")]
+        if excluded:
+            return self.typed_except(kind, schema, excluded, pointer)
         if kind == "null":
             return '"null"'
         if kind == "boolean":
@@ -542,6 +600,30 @@ class _Builder:
         if kind == "array":
             return self.array(schema, pointer)
         return self.object(schema, pointer)
+
+    def typed_except(self, kind: str, schema: dict, excluded: list, pointer: str) -> str | None:
+        """One JSON type's instances but ``excluded`` (from a negated ``if`` condition)."""
+        if kind == "null":
+            return None
+        if kind == "boolean":
+            left = [b for b in ("true", "false") if not any(_same(b == "true", x) for x in excluded)]
+            return " | ".join(f'"{b}"' for b in left) or None
+        if kind == "string":
+            if any(k in schema for k in ("minLength", "maxLength", "pattern", "format")):
+                raise UnsupportedSchemaError("if", pointer, "values a condition lists, beside a length, pattern or format")
+            return self.terminal(f"STRING_EXCEPT{len(self.terminals)}", "/" + _other_key(excluded) + "/")
+        if kind == "integer" and "multipleOf" not in schema:
+            lo, hi = _integer_bounds(schema, pointer)
+            ranges, at = [], lo
+            for n in sorted({int(v) for v in excluded}):
+                if (hi is None or n <= hi) and (at is None or n >= at):
+                    ranges.append((at, n - 1))
+                    at = n + 1
+            ranges.append((at, hi))
+            parts = [integer_range_regex(a, b) for a, b in ranges if a is None or b is None or a <= b]
+            return self.terminal(f"INTEGER_EXCEPT{len(self.terminals)}", f"/(?:{'|'.join(parts)})/") if parts else None
+        raise UnsupportedSchemaError("if", pointer, f"a condition listing {kind} values (gcd cannot spell out the "
+                                     "other values)")
 
     def string(self, schema: dict, pointer: str) -> str:
         if "format" in schema:

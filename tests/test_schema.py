@@ -212,6 +212,7 @@ def test_valid_instances_from_a_table(grammars, name, text):
     ({"type": "string", "format": "hostname"}, "format", "#/format"),
     ({"type": "array", "uniqueItems": True}, "uniqueItems", "#/uniqueItems"),
     ({"properties": {"a": {"not": {"type": "null"}}}}, "not", "#/properties/a/not"),
+    ({"if": {"items": {"type": "string"}}, "then": {"minItems": 1}}, "if", "#/if"),
     ({"type": "string", "enum": ["2024-01-01"], "format": "date"}, "format", "#/format"),
     ({"$schema": "http://json-schema.org/draft-03/schema#", "type": "string"}, "$schema", "#/$schema"),
     ({"type": "array", "items": [{"type": "integer"}]}, "items", "#/items"),
@@ -628,3 +629,46 @@ def test_number_bounds_agree_with_jsonschema_in_plain_decimals(bounds):
 
     agree()
     assert not grammar.accepts("1e0") and not grammar.accepts("0.5E1")   # the spelling: no exponent
+
+
+CONDITIONS = [  # (schema with if/then/else, its declared names in the order gcd writes them)
+    ({"type": "object", "properties": {"type": {"enum": ["fixed", "auto"]}, "size": {"type": "integer"}},
+      "if": {"properties": {"type": {"const": "fixed"}}}, "then": {"required": ["size"]},
+      "else": {"properties": {"size": False}}}, ["type", "size"]),
+    ({"type": "object", "allOf": [
+        {"if": {"properties": {"kind": {"const": "a"}}}, "then": {"properties": {"x": {"type": "integer"}}}},
+        {"if": {"properties": {"kind": {"const": "b"}}}, "then": {"properties": {"x": {"type": "string"}}}}]},
+     ["kind", "x"]),
+    ({"type": "object", "if": {"properties": {"t": {"type": "string"}}, "required": ["t"]},
+      "then": {"required": ["s"]}, "else": {"maxProperties": 1}}, ["t", "s"]),
+    ({"type": "object", "properties": {"n": {"type": "integer"}}, "if": {"properties": {"n": {"enum": [1, 2]}}},
+      "then": {"required": ["one"]}}, ["n", "one"]),
+    ({"if": {"type": "object", "properties": {"b": {"const": True}}}, "then": {"required": ["c"]},
+      "else": {"type": ["object", "null"]}}, ["b", "c"]),
+]
+
+
+@pytest.mark.parametrize("schema, declared", CONDITIONS)
+def test_if_then_else_agrees_with_jsonschema(schema, declared):
+    grammar, check = gcd.Grammar.from_json_schema(schema), jsonschema.Draft202012Validator(schema)
+    names = ["type", "size", "kind", "x", "t", "s", "n", "one", "b", "c"]
+    values = [None, True, False, 0, 1, 2, 3, -1, "a", "b", "fixed", "auto", "x", "", [], {}]
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.sampled_from(names), unique=True, max_size=3), st.data())
+    def agree(keys, data):
+        keys.sort(key=lambda k: (declared.index(k) if k in declared else len(declared), names.index(k)))
+        doc = {k: data.draw(st.sampled_from(values)) for k in keys}
+        assert grammar.accepts(json.dumps(doc)) == check.is_valid(doc), doc
+
+    agree()
+    for other in (None, 1, "s", []):
+        assert grammar.accepts(json.dumps(other)) == check.is_valid(other)
+
+
+def test_if_conditions_gcd_cannot_negate_raise():
+    with pytest.raises(gcd.UnsupportedSchemaError, match="if"):
+        gcd.Grammar.from_json_schema({"if": {"minProperties": 2}, "then": {"required": ["a"]}})
+    with pytest.raises(gcd.UnsupportedSchemaError, match="if"):   # its negation needs every number but 1
+        gcd.Grammar.from_json_schema({"properties": {"x": {"type": "number"}}, "if": {"properties": {"x": {"const": 1}}},
+                                      "then": {"required": ["y"]}})
