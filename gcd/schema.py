@@ -23,13 +23,15 @@ written in plain decimal notation: with exponents the set is not regular), integ
 narrow bounds, or by the last digits for 2^a 5^b), ``anyOf``, ``oneOf`` whose branches
 are disjoint (by type, listed values, a required property's listed values: tagged unions, or
 a required property the other branch does not allow),
-``oneOf`` of ``{"required": [name]}`` branches (exactly one of those keys), ``allOf`` and the
+``oneOf`` of ``{"required": [name]}`` branches (exactly one of those keys), ``if``/``then``/
+``else`` whose condition lists values or types of properties or required names (as
+``(if and then) or (not if and else)``, the negation spelled out), ``allOf`` and the
 siblings of ``anyOf``/``oneOf``/``$ref`` (merged: types intersected, bounds
 tightened, required joined, a property held to the other side's ``additionalProperties``),
 ``$ref`` into the document (recursion included). Keywords outside the JSON Schema vocabulary
 (``title``, ``x-...``, ``markdownDescription``) and formats jsonschema does not check
 (``int32``, ``color-hex``) constrain nothing, to jsonschema and so to gcd. Anything else
-(``uniqueItems``, ``not``, ``if``, ``dependencies``, overlapping ``oneOf``, other references,
+(``uniqueItems``, ``not``, other ``if`` conditions, ``dependencies``, overlapping ``oneOf``, other references,
 a length bound beside a pattern, ...) raises ``UnsupportedSchemaError`` naming the keyword and
 its JSON pointer: nothing is silently ignored.
 
