@@ -191,6 +191,7 @@ def schema_to_lark(schema: Any, *, whitespace: str = "flexible", property_order:
 
 
 MAX_ANY_ORDER = 8   # property_order="any": one rule per subset of an object's properties
+MAX_ALTERNATIVES = 256   # branches a merge may distribute anyOf/oneOf into
 
 
 class _Builder:
@@ -479,9 +480,14 @@ class _Builder:
                     branches = []
                     for branch in x[c]:
                         try:
-                            branches.append(self.conjoin(base, branch, pointer, depth + 1))
+                            merged = self.conjoin(base, branch, pointer, depth + 1)
                         except _Empty:
-                            pass
+                            continue
+                        nested = c == "anyOf" and set(merged) == {"anyOf"}   # an anyOf of anyOfs: one list
+                        branches += merged["anyOf"] if nested else [merged]
+                        if len(branches) > MAX_ALTERNATIVES:
+                            raise UnsupportedSchemaError("allOf", pointer, f"merging makes over {MAX_ALTERNATIVES} "
+                                                         "alternatives (anyOf, oneOf or if in several parts)")
                     if not branches:
                         raise _Empty
                     return {c: branches}
