@@ -672,3 +672,21 @@ def test_if_conditions_gcd_cannot_negate_raise():
     with pytest.raises(gcd.UnsupportedSchemaError, match="if"):   # its negation needs every number but 1
         gcd.Grammar.from_json_schema({"properties": {"x": {"type": "number"}}, "if": {"properties": {"x": {"const": 1}}},
                                       "then": {"required": ["y"]}})
+
+
+def test_ipv6_agrees_with_ipaddress_on_every_group_count():
+    import ipaddress
+
+    grammar = gcd.Grammar.from_json_schema({"type": "string", "format": "ipv6"})
+
+    def valid(text):
+        try:
+            return not getattr(ipaddress.IPv6Address(text), "scope_id", "")
+        except ValueError:
+            return False
+
+    for before, after in itertools.product(range(9), range(9)):
+        for middle in ("::", ":"):
+            for tail in ("", ":1.2.3.4" if after else "1.2.3.4"):
+                text = ":".join(["a"] * before) + middle + ":".join(["b"] * after) + tail
+                assert grammar.accepts(json.dumps(text)) == valid(text), text
