@@ -190,6 +190,8 @@ def schema_to_lark(schema: Any, *, whitespace: str = "flexible", property_order:
     return _Builder(schema, property_order).build(whitespace)
 
 
+_STRING = f'/"{JSON_CHAR}*"/'   # any JSON string, any number: terminals
+_NUMBER = r"/-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/"
 MAX_ANY_ORDER = 8   # property_order="any": one rule per subset of an object's properties
 MAX_ALTERNATIVES = 256   # branches a merge may distribute anyOf/oneOf into
 
@@ -237,8 +239,7 @@ class _Builder:
             return self.combined(schema, pointer)
         if "const" in schema or "enum" in schema:
             return self.values(schema, pointer)
-        types = schema.get("type", list(TYPES))
-        types = [types] if isinstance(types, str) else types
+        types = _type_list(schema.get("type", TYPES))
         if "integer" in types and "number" in types:
             types = [t for t in types if t != "integer"]
         bodies = [b for b in (self.typed(t, schema, pointer) for t in types) if b is not None]
@@ -273,8 +274,7 @@ class _Builder:
                 raise UnsupportedSchemaError(key, f"{pointer}/{_escape(key)}", _WHY_NOT.get(key, "not supported"))
             out[key] = v
         if "type" in out:
-            kinds = [out["type"]] if isinstance(out["type"], str) else out["type"]
-            for t in kinds:
+            for t in _type_list(out["type"]):
                 if t not in TYPES:
                     raise UnsupportedSchemaError("type", f"{pointer}/type", f"unknown type {t!r}")
         if self.draft <= 4:   # draft-04: exclusiveMinimum/-Maximum are flags on minimum/maximum
@@ -321,7 +321,7 @@ class _Builder:
                 listed = [v for v in s["enum"] if "type" not in s or self.satisfies(v, "type", s["type"], at)]
                 negated = {EXCEPT: listed}
             else:
-                kinds = [s["type"]] if isinstance(s["type"], str) else s["type"]
+                kinds = _type_list(s["type"])
                 negated = {"type": [t for t in TYPES if t not in kinds and not (t == "integer" and "number" in kinds)]}
                 if not negated["type"]:
                     continue
@@ -415,7 +415,7 @@ class _Builder:
         if key == EXCEPT:
             return not any(_same(v, x) for x in arg)
         if key == "type":
-            kinds = [arg] if isinstance(arg, str) else arg
+            kinds = _type_list(arg)
             return kind in kinds or (kind == "integer" and "number" in kinds)
         if key in ("minLength", "maxLength", "pattern"):
             if kind != "string":
@@ -538,7 +538,7 @@ class _Builder:
         out["additionalProperties"] = extra
 
     def conjoin_items(self, a: dict, b: dict, out: dict, pointer: str, depth: int) -> None:
-        pa, pb = a.get("prefixItems", []), b.get("prefixItems", []) 
+        pa, pb = a.get("prefixItems", []), b.get("prefixItems", [])
         ia, ib = a.get("items", True), b.get("items", True)
         try:
             items = self.conjoin(ia, ib, pointer, depth + 1)
@@ -555,8 +555,8 @@ class _Builder:
         out["prefixItems"], out["items"] = prefix, items
 
     def disjoint(self, a: Any, b: Any, pointer: str, depth: int = 0) -> bool:
-        """Whether no instance is valid under both (as far as types, listed values and a
-        required property's listed values show)."""
+        """Whether no instance is valid under both, as far as types, listed values, a required
+        property's listed values, or a property one requires and the other forbids show."""
         a, b = self.flat(a, pointer, depth), self.flat(b, pointer, depth)
         if any(c in x for x in (a, b) for c in COMBINERS):
             return False
@@ -585,7 +585,7 @@ class _Builder:
             return '"null"'
         if kind == "boolean":
             return '"true" | "false"'
-        bounds = [k for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema]
+        bounds = [v for _, v in _bounds(schema, pointer)] if kind in ("integer", "number") else []
         if "multipleOf" in schema and kind in ("integer", "number"):
             if kind == "number":
                 raise UnsupportedSchemaError("multipleOf", f"{pointer}/multipleOf",
@@ -597,12 +597,12 @@ class _Builder:
                 return self.terminal("INTEGER", r"/-?(?:0|[1-9][0-9]*)/")
             lo, hi = _integer_bounds(schema, pointer)
             return self.terminal(f"INTEGER{len(self.terminals)}", f"/{integer_range_regex(lo, hi)}/")
-        if kind == "number" and bounds and all(schema[k] == 0 for k in bounds):
+        if kind == "number" and bounds and all(v == 0 for v in bounds):
             return self.terminal(f"NUMBER_SIGNED{len(self.terminals)}", f"/{_signed_number_regex(schema, pointer)}/")
         if kind == "number" and bounds:
             return self.terminal(f"NUMBER_RANGE{len(self.terminals)}", f"/{_plain_number_regex(schema, pointer)}/")
         if kind == "number":
-            return self.terminal("NUMBER", r"/-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/")
+            return self.terminal("NUMBER", _NUMBER)
         if kind == "string":
             return self.string(schema, pointer)
         if kind == "array":
@@ -640,12 +640,9 @@ class _Builder:
             return self.formatted(schema, pointer)
         if "pattern" in schema:
             return self.patterned(schema, pointer)
-        lo, hi = schema.get("minLength", 0), schema.get("maxLength")
-        for key, v in (("minLength", lo), ("maxLength", hi)):
-            if v is not None and (not isinstance(v, int) or v < 0):
-                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be an integer >= 0")
+        lo, hi = _counts(schema, "minLength", "maxLength", pointer)
         if lo == 0 and hi is None:
-            return self.terminal("STRING", f'/"{JSON_CHAR}*"/')
+            return self.terminal("STRING", _STRING)
         count = f"{{{lo},{'' if hi is None else hi}}}"
         return self.terminal(f"STRING_{lo}_{'' if hi is None else hi}", f'/"{_COUNTED_CHAR}{count}"/')
 
@@ -674,10 +671,7 @@ class _Builder:
         first = [self.rule(x, f"{pointer}/prefixItems/{i}") for i, x in enumerate(schema.get("prefixItems", []))]
         items = schema.get("items", True)
         rest = None if items is False else self.rule(items, f"{pointer}/items")
-        lo, hi = schema.get("minItems", 0), schema.get("maxItems")
-        for key, v in (("minItems", lo), ("maxItems", hi)):
-            if v is not None and (not isinstance(v, int) or v < 0):
-                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be an integer >= 0")
+        lo, hi = _counts(schema, "minItems", "maxItems", pointer)
         k = len(first)
         if rest is None:
             hi = k if hi is None else min(hi, k)
@@ -709,7 +703,7 @@ class _Builder:
                     raise UnsupportedSchemaError("required", f"{pointer}/required", f"{name!r} is required but "
                                                  "no value of it is valid")
                 continue
-            matched = [(f"{pointer}/patternProperties/{_escape(p)}", s) for p, s in patterns if re.search(p, name)]
+            matched = [(f"{pointer}/patternProperties/{_escape(p)}", s) for p, s, _ in patterns if re.search(p, name)]
             at = f"{pointer}/properties/{_escape(name)}"
             if name in props and not matched:
                 value = self.rule(props[name], at)
@@ -731,18 +725,18 @@ class _Builder:
             members.append((f"{key} \":\" {value}", name in required))
         extra_member = None
         if patterns and extra is False:   # the other keys are those the patterns match
-            by_pattern = dict(patterns)
             # a required-only name may come again as a pattern key: its schema is the pattern's either way
-            if any(re.search(p, name) for p, _ in patterns for name in props):
+            if any(re.search(p, name) for p, _, _ in patterns for name in props):
                 raise UnsupportedSchemaError("patternProperties", f"{pointer}/patternProperties",
                                              "a pattern that also matches a declared property")
-            groups: dict[str, list[str]] = {}   # one member per value schema: its patterns' keys
-            for p, sub in patterns:
-                groups.setdefault(json.dumps(sub, sort_keys=True), []).append(p)
+            groups: dict[str, list[tuple]] = {}   # one member per value schema: its patterns' keys
+            for triple in patterns:
+                groups.setdefault(json.dumps(triple[1], sort_keys=True), []).append(triple)
             alternatives = []
-            for ps in groups.values():
-                regex = "|".join(self.key_regex(p, pointer) for p in ps)
-                value = self.rule(by_pattern[ps[0]], f"{pointer}/patternProperties/{_escape(ps[0])}")
+            for group in groups.values():
+                (first, sub, _) = group[0]
+                regex = "|".join(r for _, _, r in group)
+                value = self.rule(sub, f"{pointer}/patternProperties/{_escape(first)}")
                 key = self.terminal(f"KEY{len(self.terminals)}", f'/"(?:{regex})"/')
                 alternatives.append(f'{key} ":" {value}')
             extra_member = alternatives[0] if len(alternatives) == 1 else f"({' | '.join(alternatives)})"
@@ -778,10 +772,7 @@ class _Builder:
         """``minProperties``/``maxProperties``. With additional keys allowed, at least 2
         raises: the grammar cannot tell a repeated additional key (one property to jsonschema)
         from two."""
-        lo, hi = schema.get("minProperties", 0), schema.get("maxProperties")
-        for key, v in (("minProperties", lo), ("maxProperties", hi)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be an integer >= 0")
+        lo, hi = _counts(schema, "minProperties", "maxProperties", pointer)
         if lo >= 2 and extras:
             raise UnsupportedSchemaError("minProperties", f"{pointer}/minProperties",
                                          "2 or more beside additional properties (a repeated key counts once)")
@@ -821,8 +812,8 @@ class _Builder:
                                          "no object has that many properties")
         return f'"{{" {states[0, 0]} "}}"'
 
-    def patterns(self, schema: dict, pointer: str) -> list[tuple[str, Any]]:
-        """``patternProperties`` as (pattern, schema) pairs, where gcd can express the keys they
+    def patterns(self, schema: dict, pointer: str) -> list[tuple[str, Any, str]]:
+        """``patternProperties`` as (pattern, schema, key regex) triples, where gcd can express the keys they
         govern: with ``additionalProperties: false``, patterns of one schema or patterns no key
         can match two of (``^`` and literal prefixes none of which begins another); otherwise
         each pattern's schema must be the ``additionalProperties`` schema (gcd does not
@@ -835,14 +826,15 @@ class _Builder:
         prefixes = [_literal_prefix(p) for p, _ in pairs]
         apart = all(a and b and not a.startswith(b) and not b.startswith(a)
                     for i, a in enumerate(prefixes) for b in prefixes[:i])
+        out = []
         for p, s in pairs:
             at = f"{pointer}/patternProperties/{_escape(p)}"
-            self.key_regex(p, at)
+            out.append((p, s, self.key_regex(p, at)))
             if extra is False and not apart and not _same_schema(s, pairs[0][1]):
                 raise UnsupportedSchemaError("patternProperties", at, "keys two patterns of different schemas may match")
             if extra is not False and not _same_schema(s, extra):
                 raise UnsupportedSchemaError("patternProperties", at, "a pattern's schema differs from additionalProperties")
-        return pairs
+        return out
 
     def key_regex(self, pattern: Any, pointer: str) -> str:
         if not isinstance(pattern, str):
@@ -896,8 +888,7 @@ class _Builder:
         name = self.names.get("#any")
         if name is None:
             name = self.names["#any"] = "any_value"
-            string = self.terminal("STRING", f'/"{JSON_CHAR}*"/')
-            number = self.terminal("NUMBER", r"/-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/")
+            string, number = self.terminal("STRING", _STRING), self.terminal("NUMBER", _NUMBER)
             self.rules["any_value"] = (f'{string} | {number} | "true" | "false" | "null" | "[" [any_value '
                                        f'("," any_value)*] "]" | "{{" [{string} ":" any_value ("," {string} ":" '
                                        f'any_value)*] "}}"')
@@ -1001,10 +992,14 @@ def _forbids(schema: dict, name: str) -> bool:
     return schema.get("additionalProperties", True) is False
 
 
+def _type_list(t: Any) -> list[str]:
+    """A ``type`` keyword's value as a list of type names."""
+    return [t] if isinstance(t, str) else list(t)
+
+
 def _kinds(schema: dict) -> set[str]:
     """The JSON types an instance may have (``number`` includes ``integer``)."""
-    t = schema.get("type", TYPES)
-    kinds = set([t] if isinstance(t, str) else t)
+    kinds = set(_type_list(schema.get("type", TYPES)))
     if "number" in kinds:
         kinds.add("integer")
     if "enum" in schema:
@@ -1015,13 +1010,22 @@ def _kinds(schema: dict) -> set[str]:
 
 def _common_types(a: Any, b: Any) -> list[str]:
     """The types both type keywords admit (``integer`` is part of ``number``)."""
-    a = [a] if isinstance(a, str) else list(a)
-    b = [b] if isinstance(b, str) else list(b)
+    a, b = _type_list(a), _type_list(b)
     out = [t for t in a if t in b or (t == "integer" and "number" in b)]
     out += [t for t in b if t == "integer" and "number" in a and t not in out]
     if not out:
         raise _Empty
     return out
+
+
+def _counts(schema: dict, lo_key: str, hi_key: str, pointer: str) -> tuple[int, int | None]:
+    """A count's bounds (``minLength``/``maxLength``, ``minItems``/``maxItems``, ...): 0 and
+    None when absent; anything but an integer >= 0 raises."""
+    lo, hi = schema.get(lo_key, 0), schema.get(hi_key)
+    for key, v in ((lo_key, lo), (hi_key, hi)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be an integer >= 0")
+    return lo, hi
 
 
 def _no_length_bound(schema: dict, pointer: str, beside: str) -> None:
@@ -1042,16 +1046,12 @@ def _signed_number_regex(schema: dict, pointer: str) -> str:
     decimal value counts (``1e-400`` is positive, though Python reads it as 0.0). Other
     bounds: ``_plain_number_regex``."""
     lo = hi = None   # None: no bound; True: inclusive (minimum / maximum); False: exclusive
-    for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        if key in schema:
-            v = schema[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != 0:
-                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be a number")
-            inclusive = not key.startswith("exclusive")
-            if key.endswith("inimum"):
-                lo = inclusive if lo is None else lo and inclusive
-            else:
-                hi = inclusive if hi is None else hi and inclusive
+    for key, _ in _bounds(schema, pointer):   # (all of them 0)
+        inclusive = not key.startswith("exclusive")
+        if key.endswith("inimum"):
+            lo = inclusive if lo is None else lo and inclusive
+        else:
+            hi = inclusive if hi is None else hi and inclusive
     zero, nonzero = f"{_ZERO}{_EXP}", f"{_NONZERO}{_EXP}"
     if lo is not None and hi is not None:
         if not (lo and hi):
@@ -1068,15 +1068,10 @@ def _plain_number_regex(schema: dict, pointer: str) -> str:
     decimal value: the spelling gcd writes numbers in when a bound other than 0 is on a
     non-integer number (with an exponent the set is not regular: 0.000...01e+N)."""
     lo = hi = None   # (Decimal, strict)
-    for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        if key not in schema:
-            continue
-        v = schema[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be a finite number")
+    for key, v in _bounds(schema, pointer):
         bound = (Decimal(repr(v)) if isinstance(v, float) else Decimal(v), key.startswith("exclusive"))
         if key.endswith("inimum"):
-            lo = bound if lo is None or (bound[0], bound[1]) > (lo[0], lo[1]) else lo
+            lo = bound if lo is None or bound > lo else lo
         else:
             hi = bound if hi is None or (bound[0], not bound[1]) < (hi[0], not hi[1]) else hi
     zero = (Decimal(0), False)
@@ -1173,15 +1168,25 @@ def _then(digit: str, rest: tuple[str | None, bool]) -> list[str]:
     return [digit] if empty else []
 
 
+BOUNDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+
+
+def _bounds(schema: dict, pointer: str) -> list[tuple[str, int | float]]:
+    """The schema's numeric bounds as (keyword, value); a value other than a finite number raises."""
+    out = []
+    for key in BOUNDS:
+        if key in schema:
+            v = schema[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be a finite number")
+            out.append((key, v))
+    return out
+
+
 def _integer_bounds(schema: dict, pointer: str) -> tuple[int | None, int | None]:
     """The inclusive integer bounds the schema's minimum/maximum keywords give."""
     lo = hi = None
-    for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        if key not in schema:
-            continue
-        v = schema[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
-            raise UnsupportedSchemaError(key, f"{pointer}/{key}", "must be a finite number")
+    for key, v in _bounds(schema, pointer):
         if key == "minimum":
             b = math.ceil(v)
             lo = b if lo is None else max(lo, b)
