@@ -1223,7 +1223,9 @@ def _multiples_regex(schema: dict, lo: int | None, hi: int | None, pointer: str)
         listed = [n for n in range(lo + (-lo) % k, hi + 1, k)]
         if not listed:
             raise UnsupportedSchemaError("multipleOf", at, "no multiple lies within the bounds")
-        texts = sorted({str(n) for n in listed} | ({"-0"} if 0 in listed else set()), key=len, reverse=True)
+        # longest first (re.match takes the first alternative that matches), and in one order
+        # whatever the hash seed: the text is part of the compile's cache key
+        texts = sorted({str(n) for n in listed} | ({"-0"} if 0 in listed else set()), key=lambda t: (-len(t), t))
         return "(?:" + "|".join(texts) + ")"
     if lo is not None or hi is not None:
         raise UnsupportedSchemaError("multipleOf", at, f"beside bounds holding more than {MAX_LISTED} multiples")
