@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from lark.lexer import PatternStr
 from lark.load_grammar import load_grammar
 
@@ -95,7 +97,7 @@ def lint(grammar: Grammar, stop_strings: Iterable[str] = CHAT_STOP_STRINGS) -> l
                 f"{t.pattern.value!r} is a chat stop string or special token: a model emits it as one special "
                 "token, which gcd never allows as text, so it can only be spelled out of ordinary pieces"))
     found += _shadowed_terminals(grammar)
-    found += _blank_loops(grammar, rules, ignore)
+    found += _blank_loops(grammar, rules)
     table = grammar.recognizer.parser.table
     if table.conflicts:
         found.append(LintWarning("not-lalr", None,
@@ -104,7 +106,7 @@ def lint(grammar: Grammar, stop_strings: Iterable[str] = CHAT_STOP_STRINGS) -> l
     return sorted(found, key=lambda w: (w.line or 0, w.kind))
 
 
-_BLANK = frozenset(b" \t\n\r\f\v")
+_NOT_BLANK = [b for b in range(256) if b not in b" \t\n\r\f\v"]   # bytes other than whitespace
 _SEARCH_LIMIT = 20_000   # product states searched per shadowing question
 
 
@@ -113,26 +115,23 @@ def _shadowed_terminals(grammar: Grammar) -> list[LintWarning]:
     take them: a better-ranked terminal matching the same text, or a higher-priority one
     matching a prefix of it (the lexer then drops lower priorities)."""
     table = grammar.recognizer.parser.table
-    by_name = {t.name: t for t in grammar.terminals}
-    ignored = [n for n in grammar.ignore if n in by_name]
-    index = {name: i for i, name in enumerate(table.terminal_names)}
+    rank = {t.name: grammar.terminal_rank(t) for t in grammar.terminals}
+    ignored = [n for n in grammar.ignore if n in rank]
+    classes = dict(zip(table.terminal_names, table.terminal_class))
+    candidates = [{n for n in table.terminal_names if classes[n] in actions} | set(ignored) for actions in table.actions]
     found, memo = [], {}
     for a in grammar.terminals:
-        if a.name in grammar.ignore or a.name not in index:
+        if a.name in grammar.ignore or a.name not in classes:
             continue
-        sets = set()
-        for actions in table.actions:
-            if table.terminal_class[index[a.name]] in actions:
-                present = [n for n in table.terminal_names if table.terminal_class[index[n]] in actions] + ignored
-                sets.add(frozenset(n for n in present if n != a.name
-                                   and grammar.terminal_rank(by_name[n]) < grammar.terminal_rank(a)))
+        sets = {frozenset(n for n in present if n != a.name and rank[n] < rank[a.name])
+                for present in candidates if a.name in present}
         if not sets or not all(sets):
             continue
         verdicts = []
         for beaters in sets:
             key = (a.name, beaters)
             if key not in memo:
-                memo[key] = _covered(grammar, a, sorted(beaters))
+                memo[key] = _covered(grammar, a.name, [(n, rank[n][0] < rank[a.name][0]) for n in sorted(beaters)])
             verdicts.append(memo[key])
         if all(verdicts):
             names = sorted(n for n in set().union(*sets) if n not in grammar.ignore) or sorted(set().union(*sets))
@@ -143,22 +142,20 @@ def _shadowed_terminals(grammar: Grammar) -> list[LintWarning]:
     return found
 
 
-def _covered(grammar: Grammar, a, beaters: list[str]) -> bool:
-    """Whether every text terminal ``a`` matches is lost to one of ``beaters`` (False when the
-    search is too large to tell, or a terminal ends in a lookahead)."""
-    import numpy as np
-
+def _covered(grammar: Grammar, a: str, beaters: list[tuple[str, bool]]) -> bool:
+    """Whether every text terminal ``a`` matches is lost to one of ``beaters`` (name, whether of
+    higher priority); False when the search is too large to tell, or a terminal ends in a
+    lookahead."""
     dfas = grammar.terminal_dfas
-    da = dfas[a.name]
-    others = [dfas[n] for n in beaters]
-    higher = [grammar.terminal_rank(next(t for t in grammar.terminals if t.name == n))[0]
-              < grammar.terminal_rank(a)[0] for n in beaters]
+    da = dfas[a]
+    others = [dfas[n] for n, _ in beaters]
+    higher = [h for _, h in beaters]
     if da.lookahead is not None or any(d.lookahead is not None for d in others):
         return False
     start = (0, (0,) * len(others))
-    seen, todo = {start}, [start]
+    seen, todo = {start}, deque([start])
     while todo:
-        qa, qs = todo.pop(0)   # breadth first: short texts first
+        qa, qs = todo.popleft()   # breadth first: short texts first
         if da.accepting[qa] and not any(q >= 0 and d.accepting[q] for d, q in zip(others, qs)):
             return False       # a text ``a`` wins
         rows = np.stack([da.transitions[qa]] + [d.transitions[q] if q >= 0 else np.full(256, -1, np.int32)
@@ -176,18 +173,13 @@ def _covered(grammar: Grammar, a, beaters: list[str]) -> bool:
     return True
 
 
-def _blank_loops(grammar: Grammar, rules, ignore) -> list[LintWarning]:
+def _blank_loops(grammar: Grammar, rules) -> list[LintWarning]:
     """Rules that can derive themselves with only whitespace (terminals matching nothing but
     whitespace) added around: ``lines: line lines | line`` with ``line: NEWLINE``."""
-    import numpy as np
-
-    def blank(name: str) -> bool:
+    def blank(name: str) -> bool:   # matches something, not the empty text, and only whitespace
         dfa = grammar.terminal_dfas.get(name)
-        if dfa is None:
-            return False
-        other = [b for b in range(256) if b not in _BLANK]
-        return not bool((dfa.transitions[:, other] >= 0).any()) and bool(dfa.accepting.any()) and not np.any(
-            dfa.accepting[0:1])
+        return dfa is not None and not (dfa.transitions[:, _NOT_BLANK] >= 0).any() and bool(
+            dfa.accepting.any()) and not dfa.accepting[0]
 
     blank_terms = {s.name for r in rules for s in r.expansion if s.is_term and blank(s.name)}
     # nonterminals that can derive a string of blanks, and those that can derive a non-empty one
