@@ -101,7 +101,7 @@ def canonical(v, schema, x):
 
 
 def _resolved(v, schema):
-    while isinstance(schema, dict) and set(schema) & {"$ref"} and not schema.get("properties"):
+    while isinstance(schema, dict) and "$ref" in schema and not schema.get("properties"):
         try:
             schema = v.resolver.resolve(schema["$ref"])[1]
         except Exception:
