@@ -682,3 +682,18 @@ def test_ipv6_agrees_with_ipaddress_on_every_group_count():
             for tail in ("", ":1.2.3.4" if after else "1.2.3.4"):
                 text = ":".join(["a"] * before) + middle + ":".join(["b"] * after) + tail
                 assert grammar.accepts(json.dumps(text)) == valid(text), text
+
+
+def test_grammar_text_is_the_same_whatever_the_hash_seed():
+    # the text decides the compile's cache key: set order must not leak into it
+    import os
+    import subprocess
+    import sys
+
+    schemas = [{"type": "integer", "multipleOf": 16, "minimum": -2048, "maximum": 4096},
+               *(schema for schema, _, _ in MERGED.values()), *(schema for schema, _ in CONDITIONS)]
+    code = ("import json, sys; from gcd.schema import schema_to_lark; "
+            "print(json.dumps([schema_to_lark(s) for s in json.loads(sys.stdin.read())]))")
+    texts = [subprocess.run([sys.executable, "-c", code], input=json.dumps(schemas), capture_output=True, text=True,
+                            check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
+    assert texts[0] == texts[1]
