@@ -3,11 +3,11 @@
 A canvas of ``gen_length`` mask tokens follows the prompt. Each step runs the model once and
 unmasks the most confident positions (``steps`` steps in all; with ``block_length``, block
 by block from the left, semi-autoregressively, as LLaDA does). Every proposal is checked
-before it is written: the canvas as text, with each run of masked positions as a hole of any
-length (at least a byte per position, except at the end, where EOS may pad), must still be
-completable to a word (``gcd.can_complete``); a rejected token's logit
-becomes -inf and the position is picked again from the same logits, without a new forward
-pass. An EOS (or padding) token ends the text: the positions after it may only hold EOS. At
+before it is written: the canvas as text, with each masked position a hole (see ``_Checker``:
+exact for a byte-level vocabulary), must still be completable to a word (``gcd.Canvas``); a
+rejected token's logit becomes -inf and the position is picked again from the same logits,
+without a new forward pass; a position whose best candidates are all refused takes EOS if that
+fits, else the token of a completion found (byte-level vocabularies), else waits. An EOS (or padding) token ends the text: the positions after it may only hold EOS. At
 the end the text before the first EOS is checked with ``Grammar.accepts``.
 
 Models: any object with ``mask_token_id`` and ``logits(input_ids) -> Tensor[L, V]`` (one
@@ -32,6 +32,7 @@ from gcd.vocab import Vocabulary
 
 BYTE_EOS, BYTE_MASK = 256, 257      # the shipped model's vocabulary: the 256 bytes, EOS, mask
 BYTE_VOCAB_SIZE = 258
+BOUNDED_WIDTH = 4                   # masked positions as holes of bounded length up to this token length
 SHIPPED = Path(__file__).resolve().parent / "models" / "diffusion-json-sql"
 
 
@@ -144,52 +145,81 @@ def generate(model: DiffusionModel, vocab: Vocabulary, grammar: Grammar | None, 
                 logits[best, token] = -np.inf
                 rejections += 1
                 tried[best] += 1
-                if tried[best] >= max_rejections and checker.allowed(canvas, best, fill):
-                    canvas[best] = fill       # nothing the model wants fits here: EOS, if that does
-                    placed_any = True
-                    break
+                if tried[best] >= max_rejections:   # nothing the model wants fits here: EOS, if that
+                    known = fill if checker.allowed(canvas, best, fill) else checker.witness(canvas, best)
+                    if known is not None and checker.allowed(canvas, best, known):   # does, else the
+                        canvas[best] = known       # token a completion has there
+                        placed_any = True
+                        break
         if not placed_any and step >= len(schedule):
             break                             # no position can take any candidate: stop
     return _stop(canvas, vocab, grammar, passes, rejections)
 
 
 class _Checker:
-    """Completion checks of a diffusion canvas through one incremental ``gcd.Canvas``: a
-    masked run inside the text is a hole of at least a byte per position; at the end, where
-    EOS may pad, a hole of any length; EOS ends the text."""
+    """Completion checks of a diffusion canvas through one incremental ``gcd.Canvas``. A
+    masked position holds a token of 1 to ``width`` bytes, or EOS from the first EOS on: where
+    the vocabulary's tokens are at most ``BOUNDED_WIDTH`` bytes long, a masked position is a
+    hole of 1 to ``width`` bytes (0 to ``width`` after the last placed token, where EOS may
+    pad), which is exact for a byte-level vocabulary; otherwise a hole of at least one byte
+    (any length after the last placed token). EOS ends the text."""
 
     def __init__(self, grammar: Grammar, vocab: Vocabulary, length: int) -> None:
         from gcd.holes import Canvas
 
         self.vocab, self.eos = vocab, set(vocab.eos_token_ids)
+        lengths = [int(n) for t, n in enumerate(vocab.lengths) if t not in vocab.special_token_ids and n > 0]
+        self.width = max(lengths, default=1)
+        self.bounded = self.width <= BOUNDED_WIDTH
         self.canvas = Canvas(grammar, [None] * length)
 
     def allowed(self, canvas: np.ndarray, pos: int, token: int) -> bool:
+        """Whether ``token`` at ``pos`` leaves a canvas that can still be completed."""
         trial = canvas.copy()
         trial[pos] = token
-        tokens = trial.tolist()
+        return self._fill(trial) is not None
+
+    def witness(self, canvas: np.ndarray, pos: int) -> int | None:
+        """A token for ``pos`` that a word completing the canvas has there, where one is known
+        (a byte-level vocabulary: the word's byte there, or EOS past its end)."""
+        fill = self._fill(canvas)
+        if fill is None or self.width != 1:
+            return None
+        lo = hi = pos                     # the run of masked positions around pos: its text left-packed
+        while lo > 0 and canvas[lo - 1] < 0:
+            lo -= 1
+        while hi + 1 < len(canvas) and canvas[hi + 1] < 0:
+            hi += 1
+        text = b"".join(fill[lo:hi + 1])
+        if pos - lo >= len(text):
+            return min(self.eos)
+        ids = self.vocab.ids_by_bytes.get(text[pos - lo:pos - lo + 1], ())
+        return ids[0] if ids else None
+
+    def _fill(self, tokens_: np.ndarray) -> list[bytes] | None:
+        tokens = tokens_.tolist()
         ends = [i for i, t in enumerate(tokens) if t in self.eos]
         if ends and any(t >= 0 and t not in self.eos for t in tokens[ends[0]:]):
-            return False                      # text after EOS
+            return None                       # text after EOS
         if any(t in self.vocab.special_token_ids and t not in self.eos for t in tokens if t >= 0):
-            return False
+            return None
         stop = ends[0] if ends else len(tokens)
         last_fixed = max((i for i in range(stop) if tokens[i] >= 0), default=-1)
-        cells = []
         for i, t in enumerate(tokens):
             if i >= stop:
-                cells.append(b"")
-            elif t < 0:
-                cells.append(Hole(1) if i < last_fixed else None)
+                cell = b""
+            elif t >= 0:
+                cell = self.vocab.token_bytes(t)
+            elif self.bounded:
+                cell = Hole(1 if i < last_fixed else 0, self.width)
             else:
-                cells.append(self.vocab.token_bytes(t))
-        for i, cell in enumerate(cells):
+                cell = Hole(1) if i < last_fixed else None
             if self.canvas.cells[i] != cell:
                 self.canvas.set(i, cell)
         try:
-            return self.canvas.can_complete()
+            return self.canvas.fill()
         except BudgetExceeded:
-            return False
+            return None
 
 
 def _schedule(gen_length: int, block: int, steps: int) -> list[int]:

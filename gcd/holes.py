@@ -5,8 +5,9 @@ possibly empty). ``can_complete(grammar, chunks)`` says whether the holes can be
 the whole text is a word; ``complete`` returns such a word. After Mündler, Dekoninck and
 Vechev (2025), the question is decided over terminals:
 
-1. **The canvas** is a byte automaton: states ``0..S`` along the fixed bytes, with a loop on
-   every byte at the states where a hole is.
+1. **The canvas** is a byte automaton: states along the fixed bytes, with a loop on every byte
+   at the states where a hole is (``Hole(min_bytes, max_bytes)``: that many bytes, each any
+   byte, those past the minimum optional).
 2. **Terminal edges.** For each terminal ``T`` and canvas state ``p``, the product of ``T``'s
    DFA (its full-match language) with the canvas gives every ``q`` such that some lexeme of
    ``T`` reads the canvas from ``p`` to ``q``: chunks may begin or end inside a terminal, and
@@ -29,10 +30,18 @@ only verified words and ``can_complete`` is True only with one. When a completio
 under the loose reading but neither witness is a word, ``BudgetExceeded`` says so: the
 answer is not known, and never a silent yes or no.
 
+**Incremental checks** (``Canvas``): each cell gets room for a longer text, so canvas states
+keep their numbers when a cell changes. Between checks a ``Canvas`` keeps every terminal's
+lexeme ends (with the last state each walk read) and the worklist's chart: the triples that
+read none of the changed cells' states stay, the states left of them whose lexemes reached
+into the change are seeded again, and the worklist goes on from there. The last witness is
+kept with the bytes it gave each cell: a check whose cells it still fits is answered by it.
+
 ``budget`` caps the worklist's steps; past it, ``BudgetExceeded``.
 """
 from __future__ import annotations
 
+import bisect
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -52,9 +61,15 @@ _LINES_FIRST = [0x0A, *(b for b in _PRINTABLE if b != 0x0A)]   # a newline ends 
 
 @dataclass(frozen=True)
 class Hole:
-    """A hole of at least ``min_bytes`` bytes (``None`` is ``Hole(0)``): e.g. masked diffusion
-    positions, each of which will hold a token of one byte or more."""
+    """A hole of at least ``min_bytes`` and at most ``max_bytes`` bytes (None: no limit;
+    ``None`` as a chunk is ``Hole(0)``): e.g. a masked diffusion position, which will hold a
+    token of one byte or more."""
     min_bytes: int = 0
+    max_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_bytes < 0 or (self.max_bytes is not None and self.max_bytes < self.min_bytes):
+            raise ValueError(f"a hole needs 0 <= min_bytes <= max_bytes, not {self.min_bytes}, {self.max_bytes}")
 
 
 class BudgetExceeded(GCDError):
@@ -67,28 +82,42 @@ def can_complete(grammar: Grammar, chunks: list, *, budget: int = DEFAULT_BUDGET
     return complete(grammar, chunks, budget=budget) is not None
 
 
-def complete(grammar: Grammar, chunks: list, *, budget: int = DEFAULT_BUDGET,
-             cache: "_EdgeCache | None" = None) -> str | None:
-    """A word of ``grammar`` made of ``chunks`` with each hole filled (None: there is none).
-    ``cache``: a ``Canvas``'s lexeme ends, kept between its checks."""
-    canvas = _Canvas.of(chunks)
-    if canvas is None:
+def complete(grammar: Grammar, chunks: list, *, budget: int = DEFAULT_BUDGET) -> str | None:
+    """A word of ``grammar`` made of ``chunks`` with each hole filled (None: there is none)."""
+    cells = _completion(grammar, chunks, budget, None)
+    return None if cells is None else b"".join(cells).decode("utf-8")
+
+
+def _completion(grammar: Grammar, chunks: list, budget: int, memory: "_Memory | None") -> list[bytes] | None:
+    """The bytes each chunk holds in a word of ``grammar`` (None: no word has that shape)."""
+    cells = [_cell(c) for c in chunks]
+    if any(c is None for c in cells):   # a lone surrogate: no text holds it
         return None
-    if not any(canvas.loop) and not any(canvas.wild):   # no hole: the text is what it is
+    if all(c[0] is not None for c in cells):   # no hole: the text is what it is
         try:
-            text = canvas.data.decode("utf-8")
+            word = b"".join(c[0] for c in cells).decode("utf-8")
         except UnicodeDecodeError:
             return None
-        return text if grammar.accepts(text) else None
-    tables = _tables(grammar)
-    if cache is not None:
-        cache.arrange(canvas)
-    chart = _Chart(canvas, tables, budget, cache=cache)
-    root = chart.run()
+        return [c[0] for c in cells] if grammar.accepts(word) else None
+    if memory is not None:
+        kept = memory.witness_for(cells)
+        if kept is not None:
+            return kept
+        canvas, chart = memory.prepare(cells, _tables(grammar), budget)
+    else:
+        canvas = _Canvas.of(cells)
+        chart = _Chart(canvas, _tables(grammar), budget, {})
+    try:
+        root = chart.run()
+    except BudgetExceeded:
+        if memory is not None:
+            memory.chart = None   # stopped half way: the next check starts afresh
+        raise
     if root is None:
         return None
+    tables = chart.tables
     # witnesses: from a chart whose lexemes end where the lexer would end them, then from this one
-    strict = _Chart(canvas, tables, budget, strict=True, cache=cache)
+    strict = _Chart(canvas, tables, budget, chart.store, strict=True)
     for source in (strict, chart):
         top = strict.run() if source is strict else root
         if top is None:
@@ -96,140 +125,198 @@ def complete(grammar: Grammar, chunks: list, *, budget: int = DEFAULT_BUDGET,
         spans = source.spans(top)
         for separator, alphabet in [(None, _PRINTABLE), (None, _LINES_FIRST),
                                     *((sep, _PRINTABLE) for sep in tables.separators)]:
-            text = b"".join(separator if kind is None else source.lexeme(kind, a, b, alphabet)
-                            for kind, a, b in _separated(spans, canvas, separator is not None))
+            pieces = [[(byte, ("loop", a)) for byte in separator] if kind is None else source.lexeme(kind, a, b, alphabet)
+                      for kind, a, b in _separated(spans, canvas, separator is not None)]
+            placed = [pair for piece in pieces for pair in piece]
             try:
-                word = text.decode("utf-8")
+                word = bytes(byte for byte, _ in placed).decode("utf-8")
             except UnicodeDecodeError:
                 continue
             if grammar.accepts(word):
-                return word
+                out = canvas.split(placed)
+                if memory is not None:
+                    memory.witness = out
+                return out
     raise BudgetExceeded("a completion exists as a sequence of the grammar's terminals, but the witnesses tried "
                          "do not lex as a word under longest match; the answer is not known")
 
 
+def _cell(chunk) -> tuple | None:
+    """A chunk as (text or None, min bytes, max bytes or None); None for text no UTF-8 holds."""
+    if chunk is None:
+        return (None, 0, None)
+    if isinstance(chunk, Hole):
+        return (None, chunk.min_bytes, chunk.max_bytes)
+    if isinstance(chunk, str):
+        try:
+            chunk = chunk.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    if not isinstance(chunk, (bytes, bytearray)):
+        raise TypeError(f"a chunk is str, bytes or None (a hole), not {type(chunk).__name__}")
+    return (bytes(chunk), len(chunk), len(chunk))
+
+
 class Canvas:
     """Repeated completion checks on a canvas of cells, as its cells are filled in (diffusion
-    decoding sets one position at a time): ``Canvas(grammar, cells)``, ``set(i, text)``,
-    ``can_complete()``, ``try_texts(i, texts)``. A cell is fixed text (``str``/``bytes``) or a
-    hole (``None`` or ``Hole``). The answer is ``can_complete(grammar, cells)``'s; what is kept
-    between checks is every terminal's lexeme ends from every canvas state (the bulk of a
-    check), keyed by the cells they read, so setting a cell recomputes only the lexemes that
-    read it, wherever the cells around it have moved."""
+    decoding sets one position at a time): ``Canvas(grammar, cells)``, ``set(i, cell)``,
+    ``can_complete()``, ``fill()``, ``try_texts(i, texts)``. A cell is fixed text
+    (``str``/``bytes``) or a hole (``None`` or ``Hole``). The answer is
+    ``can_complete(grammar, cells)``'s; what is kept between checks (see ``gcd.holes``) makes
+    a check after one cell changed cost about the work that reads that cell."""
 
     def __init__(self, grammar: Grammar, cells: list, *, budget: int = DEFAULT_BUDGET) -> None:
         self.grammar, self.budget = grammar, budget
         self.cells = list(cells)
-        self.cache = _EdgeCache()
+        self._memory = _Memory()
 
     def set(self, i: int, cell) -> None:
         """Put ``cell`` (text or a hole) at position ``i``."""
         self.cells[i] = cell
-        self.cache.invalidate(i)
 
     def can_complete(self) -> bool:
-        return complete(self.grammar, self.cells, budget=self.budget, cache=self.cache) is not None
+        return self.fill() is not None
+
+    def fill(self) -> list[bytes] | None:
+        """The bytes each cell holds in a word of the grammar (their join is the word), or None."""
+        return _completion(self.grammar, self.cells, self.budget, self._memory)
 
     def try_texts(self, i: int, texts: list) -> list[bool]:
         """For each candidate cell in ``texts``, whether the canvas with it at ``i`` can be
-        completed (the canvas is left as it was)."""
+        completed (the canvas is left as it was). The chart outside cell ``i`` is shared by
+        the candidates: each costs the triples that read its cell."""
         old = self.cells[i]
         out = []
         for text in texts:
-            self.set(i, text)
+            self.cells[i] = text
             out.append(self.can_complete())
-        self.set(i, old)
+        self.cells[i] = old
         return out
 
 
-class _EdgeCache:
-    """Lexeme ends by terminal and start, in cell coordinates (cell, offset), with the range
-    of cells each walk read, across the checks of a ``Canvas``."""
+class _Memory:
+    """What a ``Canvas`` keeps between checks: the room each cell has, the cells of the last
+    check, every terminal's lexeme ends from every state, the decision chart, the last witness."""
 
     def __init__(self) -> None:
-        self.entries: dict[tuple, tuple] = {}   # (cell, offset, name, strict) -> (ends, extend, first, last)
-        self.layout: tuple | None = None
+        self.room: list[int] | None = None
+        self.cells: list | None = None
+        self.store: dict = {}                   # (p, terminal, strict) -> (ends, extend, last state read)
+        self.chart: _Chart | None = None
+        self.witness: list[bytes] | None = None
 
-    def arrange(self, canvas: "_Canvas") -> None:
-        """Record where each cell starts in ``canvas`` (built from the cells)."""
-        starts, pos = list(canvas.starts), canvas.final
-        touch_lo, touch_hi = [len(starts)] * (pos + 1), [-1] * (pos + 1)
-        for k, start in enumerate(starts):
-            end = starts[k + 1] if k + 1 < len(starts) else pos
-            for state in range(start, end + 1):
-                touch_lo[state] = min(touch_lo[state], k)
-                touch_hi[state] = max(touch_hi[state], k)
-        self.layout = (starts, touch_lo, touch_hi)
-
-    def _cell(self, state: int) -> tuple[int, int]:
-        starts, touch_lo, _ = self.layout
-        k = touch_lo[state]
-        return (k, state - (starts[k] if k < len(starts) else 0))
-
-    def _state(self, cell: tuple[int, int]) -> int:
-        starts = self.layout[0]
-        return (starts[cell[0]] if cell[0] < len(starts) else 0) + cell[1]
-
-    def get(self, p: int, name: str, strict: bool):
-        hit = self.entries.get((*self._cell(p), name, strict))
-        if hit is None:
+    def witness_for(self, cells: list) -> list[bytes] | None:
+        """The last witness, if its bytes still fit every cell."""
+        w = self.witness
+        if w is None or len(w) != len(cells):
             return None
-        ends, extend = hit[0], hit[1]
-        return [self._state(c) for c in ends], [self._state(c) for c in extend]
+        for (text, lo, hi), got in zip(cells, w):
+            if (got != text) if text is not None else not (lo <= len(got) and (hi is None or len(got) <= hi)):
+                return None
+        return w
 
-    def put(self, p: int, name: str, strict: bool, ends: list[int], extend: list[int], last: int) -> None:
-        _, touch_lo, touch_hi = self.layout
-        first, final = touch_lo[p], max(touch_hi[last], touch_lo[last])
-        self.entries[(*self._cell(p), name, strict)] = ([self._cell(q) for q in ends],
-                                                       [self._cell(q) for q in extend], first, final)
+    def prepare(self, cells: list, tables: "_Tables", budget: int) -> tuple["_Canvas", "_Chart"]:
+        """The canvas of ``cells`` and a chart for it, carried over from the last check's."""
+        size = [_positions(c) for c in cells]
+        if self.room is None or len(self.room) != len(cells) or any(s > r for s, r in zip(size, self.room)):
+            self.room = [max(2 * s, 8) for s in size]
+            self.cells, self.chart = None, None
+            self.store.clear()
+        canvas = _Canvas.of(cells, self.room)
+        if self.cells is not None:
+            changed = [k for k, (a, b) in enumerate(zip(self.cells, cells)) if a != b]
+            if changed:
+                lo, hi = canvas.starts[changed[0]], canvas.begins[changed[-1] + 1]   # their loops sit up to hi
+                for key in [k for k, v in self.store.items() if v[2] >= lo and k[0] <= hi]:
+                    del self.store[key]
+                if self.chart is not None:
+                    self.chart.resume(canvas, lo, hi, budget)
+        self.cells = list(cells)
+        if self.chart is None or self.chart.tables is not tables:
+            self.chart = _Chart(canvas, tables, budget, self.store)
+        self.chart.canvas, self.chart.budget = canvas, budget
+        return canvas, self.chart
 
-    def invalidate(self, i: int) -> None:
-        self.entries = {k: v for k, v in self.entries.items() if not v[2] <= i <= v[3]}
+
+def _positions(cell: tuple) -> int:
+    """How many byte positions a cell takes on the canvas."""
+    text, lo, hi = cell
+    return len(text) if text is not None else (lo if hi is None else hi)
 
 
 # -- the canvas --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class _Canvas:
-    """Fixed bytes ``data``; ``loop[s]``: a hole sits at state ``s`` (before ``data[s]``);
-    ``wild[s]``: ``data[s]`` is any byte (a ``Hole`` with a minimum length); ``starts[k]``:
-    the state where chunk ``k`` begins."""
+    """A byte automaton. The byte at position ``s`` is read from state ``s`` and leads to
+    ``nxt[s]`` (cells may have room left after their bytes: the next cell's states keep their
+    numbers when a cell grows); ``data[s]`` is that byte, or any byte where ``wild[s]``, and
+    may be left out where ``skip[s]``; ``loop[s]``: a hole of any length sits at state ``s``.
+    ``starts[k]``: where cell ``k``'s positions begin; ``begins[k]``: the state where it begins
+    (an empty cell's is the next one's); words run from ``begins[0]`` to ``final``."""
     data: bytes
+    nxt: tuple[int, ...]
     loop: tuple[bool, ...]
     wild: tuple[bool, ...]
+    skip: tuple[bool, ...]
     starts: tuple[int, ...]
+    begins: tuple[int, ...]
+    final: int
+    loop_cell: dict                      # loop state -> the hole cell it belongs to
 
     @staticmethod
-    def of(chunks: list) -> "_Canvas | None":
-        data, loop, wild, starts = bytearray(), [False], [], []
-        for chunk in chunks:
-            starts.append(len(data))
-            if chunk is None or isinstance(chunk, Hole):
-                n = 0 if chunk is None else chunk.min_bytes
-                data += bytes(n)
-                wild += [True] * n
-                loop += [False] * n
-                loop[-1] = True
-                continue
-            if isinstance(chunk, str):
-                try:
-                    chunk = chunk.encode("utf-8")
-                except UnicodeEncodeError:   # a lone surrogate: no text holds it
-                    return None
-            if not isinstance(chunk, (bytes, bytearray)):
-                raise TypeError(f"a chunk is str, bytes or None (a hole), not {type(chunk).__name__}")
-            data += chunk
-            loop += [False] * len(chunk)
-            wild += [False] * len(chunk)
-        return _Canvas(bytes(data), tuple(loop), tuple(wild), tuple(starts))
+    def of(cells: list, room: list[int] | None = None) -> "_Canvas":
+        size = [_positions(c) for c in cells]
+        room = room or size
+        starts = [0]
+        for r in room:
+            starts.append(starts[-1] + r)
+        final = starts.pop()
+        canon = [final] * (len(cells) + 1)   # the state where cell k begins (empty cells share the next one's)
+        for k in range(len(cells) - 1, -1, -1):
+            canon[k] = starts[k] if size[k] else canon[k + 1]
+        data, nxt = bytearray(final), list(range(1, final + 1))
+        loop, wild, skip = [False] * (final + 1), [False] * (final + 1), [False] * (final + 1)
+        loop_cell = {}
+        for k, (text, lo, hi) in enumerate(cells):
+            b, n = starts[k], size[k]
+            if text is not None:
+                data[b:b + n] = text
+            else:
+                wild[b:b + n] = [True] * n
+                if hi is None:
+                    loop[canon[k + 1]] = True
+                    loop_cell.setdefault(canon[k + 1], k)
+                else:
+                    skip[b + lo:b + n] = [True] * (n - lo)
+            if n:
+                nxt[b + n - 1] = canon[k + 1]
+        return _Canvas(bytes(data), tuple(nxt), tuple(loop), tuple(wild), tuple(skip), tuple(starts),
+                       tuple(canon), final, loop_cell)
+
+    @property
+    def start(self) -> int:
+        return self.begins[0]
 
     def fixed(self, p: int, q: int) -> bool:
         """Are the bytes read from state ``p`` to ``q`` all given (no hole on the way)?"""
         return not any(self.loop[p:q]) and not any(self.wild[p:q])
 
-    @property
-    def final(self) -> int:
-        return len(self.data)
+    def text(self, p: int, q: int) -> bytes:
+        """The bytes from state ``p`` to ``q`` (fixed ones)."""
+        out = bytearray()
+        while p != q:
+            out.append(self.data[p])
+            p = self.nxt[p]
+        return bytes(out)
+
+    def split(self, placed: list[tuple[int, tuple]]) -> list[bytes]:
+        """Bytes placed on the canvas (each with ("at", position) or ("loop", state)) as the
+        bytes of each cell."""
+        out = [bytearray() for _ in self.starts]
+        for byte, (how, s) in placed:
+            out[self.loop_cell[s] if how == "loop" else bisect.bisect_right(self.starts, s) - 1].append(byte)
+        return [bytes(b) for b in out]
 
 
 # -- grammar tables (built once per grammar) ------------------------------------------------
@@ -315,58 +402,81 @@ def _short_lexemes(trans: np.ndarray, accepting: np.ndarray) -> list[bytes]:
 
 class _Chart:
     """Terminal edges over the canvas and the worklist of derived triples, with one
-    derivation kept per triple (for the witness)."""
+    derivation kept per triple (for the witness). ``store`` memoises lexeme ends (a
+    ``Canvas`` shares it between checks)."""
 
-    def __init__(self, canvas: _Canvas, tables: _Tables, budget: int, strict: bool = False,
-                 cache: "_EdgeCache | None" = None) -> None:
-        self.canvas, self.tables, self.budget, self.strict, self.cache = canvas, tables, budget, strict, cache
+    def __init__(self, canvas: _Canvas, tables: _Tables, budget: int, store: dict, strict: bool = False) -> None:
+        self.canvas, self.tables, self.budget, self.store, self.strict = canvas, tables, budget, store, strict
         self.ends: dict[tuple[int, str], set[int]] = {}     # (p, X) -> {q}
         self.starts: dict[tuple[int, str], set[int]] = {}   # (q, X) -> {p}
         self.back: dict[tuple[int, str, int], tuple] = {}
         self.queue: deque = deque()
-        self._edges: dict[tuple[int, str], list[int]] = {}
+        self.seeded: dict[int, int] = {}                    # seeded state -> last state its lexemes read
+        self._reseed: list[int] = []
         self._reach = tables.reach
-        self._ignored: dict[int, dict[int, int | None]] = {}
+        self._ignored: dict[int, tuple[dict, int]] = {}
         self._extend: set[tuple[str, int, int]] = set()   # strict: lexemes that must read hole text at their end
+
+    def resume(self, canvas: _Canvas, lo: int, hi: int, budget: int) -> None:
+        """Go on with ``canvas``, whose states ``lo..hi`` changed: the triples that read any of
+        them are dropped, and the states left of them whose lexemes read into them are seeded
+        again when the worklist runs."""
+        self.canvas, self.budget = canvas, budget
+        for t in [t for t in self.back if t[2] >= lo and t[0] <= hi]:
+            p, x, q = t
+            del self.back[t]
+            self.ends[(p, x)].discard(q)
+            self.starts[(q, x)].discard(p)
+        self.queue = deque(t for t in self.queue if t in self.back)
+        for p, last in list(self.seeded.items()):
+            if lo <= p <= hi:
+                del self.seeded[p]
+            elif p < lo <= last:
+                del self.seeded[p]
+                self._reseed.append(p)
+        self._ignored = {p: v for p, v in self._ignored.items() if p > hi or v[1] < lo}
 
     # edges
     def edges(self, p: int, name: str) -> list[int]:
         """The canvas states a lexeme of terminal ``name`` can end at, starting at ``p``."""
-        key = (p, name)
-        out = self._edges.get(key)
-        if out is None:
-            hit = self.cache.get(p, name, self.strict) if self.cache is not None else None
-            if hit is not None:
-                out, extend = hit
-                self._extend.update((name, p, q) for q in extend)
-            else:
-                out, last = self._walk(p, name)
-                if self.strict:
-                    out = self._lexer_ends(p, name, out)
-                if self.cache is not None:
-                    self.cache.put(p, name, self.strict, out, [q for q in out if (name, p, q) in self._extend], last)
-            self._edges[key] = out
-        return out
+        return self._edge(p, name)[0]
 
-    def _lexer_ends(self, p: int, name: str, ends: list[int]) -> list[int]:
+    def _edge(self, p: int, name: str) -> tuple[list[int], list[int], int]:
+        """(the ends of ``name``'s lexemes from ``p``, those that must read hole text at
+        their end (strict), the last state whose byte the walk read)."""
+        key = (p, name, self.strict)
+        hit = self.store.get(key)
+        if hit is None:
+            ends, last = self._walk(p, name)
+            extend: list[int] = []
+            if self.strict:
+                ends, extend = self._lexer_ends(p, name, ends)
+            hit = self.store[key] = (ends, extend, last)
+        if hit[1]:
+            self._extend.update((name, p, q) for q in hit[1])
+        return hit
+
+    def _lexer_ends(self, p: int, name: str, ends: list[int]) -> tuple[list[int], list[int]]:
         """Of ``ends``, those the lexer can also end at (a heuristic for witnesses, never for
         "no"): not where the same terminal matches on through fixed text, and not a lexeme of
         fixed text that a terminal the lexer prefers on a tie also matches (a keyword that
-        ``NAME`` matches too); before a hole, such a lexeme must go on into the hole."""
-        loop, data = self.canvas.loop, self.canvas.data
-        out = []
+        ``NAME`` matches too); before a hole, such a lexeme must go on into the hole (the
+        second list)."""
+        canvas = self.canvas
+        out, extend = [], []
         for i, q in enumerate(ends):
             nxt = ends[i + 1] if i + 1 < len(ends) else None
-            if nxt is not None and self.canvas.fixed(q, nxt):
+            if nxt is not None and canvas.fixed(q, nxt):
                 continue
-            if self.canvas.fixed(p, q) and self._preferred(data[p:q]) != name:
-                if not loop[q]:
+            if canvas.fixed(p, q) and self._preferred(canvas.text(p, q)) != name:
+                if not canvas.loop[q]:
                     continue
                 self._extend.add((name, p, q))   # only a lexeme that goes on into the hole
                 if self._lexeme(name, p, q, _PRINTABLE) is None:
                     continue
+                extend.append(q)
             out.append(q)
-        return out
+        return out, extend
 
     def _preferred(self, text: bytes) -> str | None:
         """The terminal the lexer takes for ``text`` on a tie among those that match it whole."""
@@ -385,7 +495,8 @@ class _Chart:
     def _walk(self, p: int, name: str) -> tuple[list[int], int]:
         """(the ends of ``name``'s lexemes from ``p``, the last state whose byte was read)."""
         trans, accepting = self.tables.terminals[name]
-        data, loop = self.canvas.data, self.canvas.loop
+        canvas = self.canvas
+        data, loop, wild, skip, nxt, final = canvas.data, canvas.loop, canvas.wild, canvas.skip, canvas.nxt, canvas.final
         states = self._close(name, {0}) if loop[p] else {0}
         out = []
         s = p
@@ -393,18 +504,19 @@ class _Chart:
             self._spend(len(states))
             if any(accepting[d] for d in states):
                 out.append(s)
-            if s == len(data):
+            if s == final:
                 return out, s
-            if self.canvas.wild[s]:
-                states = {e for d in states for e in self._any(name, d)}
+            if wild[s]:
+                after = {e for d in states for e in self._any(name, d)}
+                if skip[s]:
+                    after |= states
             else:
                 byte = data[s]
-                states = {e for d in states if (e := int(trans[d, byte])) >= 0}
-            if not states:
+                after = {e for d in states if (e := int(trans[d, byte])) >= 0}
+            if not after:
                 return out, s
-            s += 1
-            if loop[s]:
-                states = self._close(name, states)
+            s = nxt[s]
+            states = self._close(name, after) if loop[s] else after
 
     def _any(self, name: str, d: int) -> list[int]:
         """The DFA states one byte (any) leads to from ``d``."""
@@ -432,20 +544,28 @@ class _Chart:
             out |= r
         return out
 
-    def ignored(self, p: int) -> dict[int, int | None]:
-        """States reachable from ``p`` through ignored lexemes, each with its predecessor."""
-        out = self._ignored.get(p)
-        if out is None:
-            out, queue = {p: None}, deque([p])
+    def ignored(self, p: int) -> tuple[dict[int, tuple | None], int]:
+        """(the states reachable from ``p`` through ignored lexemes and left-out bytes, each with
+        (its predecessor, the ignored terminal or None for a left-out byte); the last state read)."""
+        hit = self._ignored.get(p)
+        if hit is None:
+            out: dict = {p: None}
+            queue, last = deque([p]), p
             while queue:
                 a = queue.popleft()
+                last = max(last, a)
+                if a != self.canvas.final and self.canvas.skip[a] and self.canvas.nxt[a] not in out:
+                    out[self.canvas.nxt[a]] = (a, None)
+                    queue.append(self.canvas.nxt[a])
                 for name in self.tables.ignore:
-                    for b in self.edges(a, name):
+                    ends, _, read = self._edge(a, name)
+                    last = max(last, read)
+                    for b in ends:
                         if b not in out:
-                            out[b] = a
+                            out[b] = (a, name)
                             queue.append(b)
-            self._ignored[p] = out
-        return out
+            hit = self._ignored[p] = (out, last)
+        return hit
 
     def _spend(self, n: int) -> None:
         self.budget -= n
@@ -461,34 +581,44 @@ class _Chart:
         self.back[(p, name, q)] = how
         self.queue.append((p, name, q))
 
+    def _seed(self, p: int) -> None:
+        """Terminal triples from ``p``: ignored text, then a lexeme."""
+        reach, last = self.ignored(p)
+        for mid in reach:
+            for name in self.tables.lexical:
+                ends, _, read = self._edge(mid, name)
+                last = max(last, read)
+                for q in ends:
+                    self.add(p, name, q, ("lexeme", mid))
+        self.seeded[p] = last
+
     def run(self) -> tuple | None:
-        """Derive triples from state 0 on; the start triple spanning the canvas, or None."""
-        tables, final = self.tables, self.canvas.final
-        seeded: set[int] = set()
-
-        def seed(p: int) -> None:   # terminal triples from p: ignored text, then a lexeme
-            if p in seeded:
-                return
-            seeded.add(p)
-            for mid in self.ignored(p):
-                for name in tables.lexical:
-                    for q in self.edges(mid, name):
-                        self.add(p, name, q, ("lexeme", mid))
-
-        seed(0)
+        """Derive triples from the canvas's start on; the start triple spanning the canvas, or None."""
+        tables, start, final = self.tables, self.canvas.start, self.canvas.final
+        for q in list(self.ends.get((start, tables.start), ())):   # carried over from an earlier check
+            if final in self.ignored(q)[0]:
+                return (start, tables.start, q)
+        if start not in self.seeded:
+            self._seed(start)
+        while self._reseed:
+            self._seed(self._reseed.pop())
+        seeded, units, firsts, seconds, ends, starts = (self.seeded, tables.units, tables.firsts, tables.seconds,
+                                                        self.ends, self.starts)
         while self.queue:
-            p, x, q = self.queue.popleft()
             self._spend(1)
-            if x == tables.start and p == 0 and final in self.ignored(q):
-                return (0, x, q)
-            seed(q)
-            for a in tables.units.get(x, ()):
+            p, x, q = self.queue.popleft()
+            if x == tables.start and p == start and final in self.ignored(q)[0]:
+                self.queue.appendleft((p, x, q))   # not combined yet: left for a later check
+                return (p, x, q)
+            if q not in seeded:
+                self._seed(q)
+            for a in units.get(x, ()):
                 self.add(p, a, q, ("unit", x))
-            for a, c in tables.firsts.get(x, ()):
-                for r in list(self.ends.get((q, c), ())):
+            for a, c in firsts.get(x, ()):
+                for r in list(ends.get((q, c), ())):
                     self.add(p, a, r, ("pair", x, q, c))
-            for a, b in tables.seconds.get(x, ()):
-                for o in list(self.starts.get((p, b), ())):
+            for a, b in seconds.get(x, ()):
+                for o in list(starts.get((p, b), ())):
                     self.add(o, a, q, ("pair", b, p, x))
         return None
 
@@ -514,27 +644,29 @@ class _Chart:
         return out
 
     def _ignored_path(self, a: int, b: int) -> list[tuple[str, int, int]]:
-        pred = self.ignored(a)
+        pred = self.ignored(a)[0]
         path = []
         while b != a:
-            prev = pred[b]
-            name = next(n for n in self.tables.ignore if b in self.edges(prev, n))
-            path.append((name, prev, b))
+            prev, name = pred[b]
+            if name is not None:   # None: a left-out byte
+                path.append((name, prev, b))
             b = prev
         return path[::-1]
 
-    def lexeme(self, name: str, a: int, b: int, first: list[int] = None) -> bytes:
+    def lexeme(self, name: str, a: int, b: int, first: list[int] = None) -> list[tuple[int, tuple]]:
         """A shortest lexeme of ``name`` reading the canvas from ``a`` to ``b`` (printable
-        ASCII where it is inside a hole, tried in the order of ``first``)."""
+        ASCII where it is inside a hole, tried in the order of ``first``), each byte with
+        where it sits: ("at", position) or ("loop", state)."""
         for alphabet in (first or _PRINTABLE, _PRINTABLE + _OTHER):
             out = self._lexeme(name, a, b, alphabet)
             if out is not None:
                 return out
         raise AssertionError(f"no lexeme of {name} from {a} to {b}")
 
-    def _lexeme(self, name: str, a: int, b: int, alphabet: list[int]) -> bytes | None:
+    def _lexeme(self, name: str, a: int, b: int, alphabet: list[int]) -> list[tuple[int, tuple]] | None:
         trans, accepting = self.tables.terminals[name]
-        data, loop = self.canvas.data, self.canvas.loop
+        canvas = self.canvas
+        data, loop, nxt = canvas.data, canvas.loop, canvas.nxt
         extend = (name, a, b) in self._extend
         start = (a, 0, False)
         prev: dict = {start: None}
@@ -542,22 +674,29 @@ class _Chart:
         while queue:
             s, d, grown = node = queue.popleft()
             if s == b and accepting[d] and (grown or not extend):
-                out = bytearray()
+                out = []
                 while prev[node] is not None:
-                    node, byte = prev[node]
-                    out.append(byte)
-                return bytes(reversed(out))
+                    node, byte, where = prev[node]
+                    if byte is not None:
+                        out.append((byte, where))
+                return out[::-1]
             steps = []
-            if s < len(data) and s < b:
-                steps += [(s + 1, byte) for byte in alphabet] if self.canvas.wild[s] else [(s + 1, data[s])]
+            if s != canvas.final and s < b:
+                t = nxt[s]
+                steps += [(t, byte) for byte in alphabet] if canvas.wild[s] else [(t, data[s])]
+                if canvas.skip[s]:
+                    nxt_node = (t, d, grown)
+                    if nxt_node not in prev:
+                        prev[nxt_node] = (node, None, None)
+                        queue.append(nxt_node)
             if loop[s]:
                 steps += [(s, byte) for byte in alphabet]
             for t, byte in steps:
                 e = int(trans[d, byte])
-                nxt = (t, e, grown or (t == s == b))
-                if e >= 0 and nxt not in prev:
-                    prev[nxt] = (node, byte)
-                    queue.append(nxt)
+                nxt_node = (t, e, grown or (t == s == b))
+                if e >= 0 and nxt_node not in prev:
+                    prev[nxt_node] = (node, byte, ("loop", s) if t == s else ("at", s))
+                    queue.append(nxt_node)
         return None
 
 

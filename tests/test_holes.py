@@ -44,7 +44,18 @@ COMMENT: /#[^\n]*/
 
 
 def pattern(chunks: list) -> re.Pattern:
-    return re.compile("".join(".*" if c is None else re.escape(c) for c in chunks), re.DOTALL)
+    """The canvas as a regular expression over bytes (match ``word.encode()``)."""
+    def part(c) -> bytes:
+        if c is None:
+            return b".*"
+        if isinstance(c, gcd.Hole):
+            return b".{%d,%s}" % (c.min_bytes, b"" if c.max_bytes is None else b"%d" % c.max_bytes)
+        return re.escape(c.encode() if isinstance(c, str) else c)
+    return re.compile(b"".join(map(part, chunks)), re.DOTALL)
+
+
+def fits(chunks: list, word: str) -> bool:
+    return pattern(chunks).fullmatch(word.encode()) is not None
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +71,11 @@ def test_the_finite_language(pairs):
     assert {"0", "x", "(1)", "(0,x)", "(x,x)"} <= set(language) and len(language) == 3 + 3 + 9
 
 
-def canvases(text: st.SearchStrategy[str]) -> st.SearchStrategy[list]:
+HOLES = st.one_of(st.none(), st.builds(lambda m, extra: gcd.Hole(m, None if extra is None else m + extra),
+                                       st.integers(0, 2), st.none() | st.integers(0, 2)))
+
+
+def canvases(text: st.SearchStrategy[str], holes: st.SearchStrategy = st.none()) -> st.SearchStrategy[list]:
     """Chunks of a text with holes cut into it (a hole may also replace nothing)."""
     @st.composite
     def cut(draw):
@@ -69,7 +84,7 @@ def canvases(text: st.SearchStrategy[str]) -> st.SearchStrategy[list]:
         out, last = [], 0
         for a, b in zip(points[::2], points[1::2] + [None] * (len(points) % 2)):
             b = len(s) if b is None else b
-            out += [s[last:a], None]
+            out += [s[last:a], draw(holes)]
             last = b
         out.append(s[last:])
         return [c for c in out if c != ""]
@@ -81,12 +96,32 @@ def canvases(text: st.SearchStrategy[str]) -> st.SearchStrategy[list]:
 def test_equals_brute_force_on_a_finite_language(pairs, data):
     grammar, language = pairs
     source = st.one_of(st.sampled_from(language), st.text(ALPHABET, max_size=6))
-    chunks = data.draw(canvases(source))
-    expected = any(pattern(chunks).fullmatch(w) for w in language)
+    chunks = data.draw(canvases(source, HOLES))   # holes of any length, or of bounded lengths
+    expected = any(fits(chunks, w) for w in language)
     word = gcd.complete(grammar, chunks)
     assert (word is not None) == expected == gcd.can_complete(grammar, chunks), (chunks, word)
     if word is not None:
-        assert grammar.accepts(word) and pattern(chunks).fullmatch(word)
+        assert grammar.accepts(word) and fits(chunks, word)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_canvas_changed_cell_by_cell_equals_brute_force(pairs, data):
+    """A ``Canvas`` of a few cells set again and again (text, holes of any or bounded length,
+    empty cells) answers every check as brute force does, and its fill is a word in its cells."""
+    grammar, language = pairs
+    cell = st.one_of(HOLES, st.text(ALPHABET, max_size=3))
+    cells = data.draw(st.lists(cell, min_size=1, max_size=5))
+    canvas = gcd.Canvas(grammar, cells)
+    for _ in range(8):
+        i = data.draw(st.integers(0, len(cells) - 1))
+        cells[i] = data.draw(cell)
+        canvas.set(i, cells[i])
+        fill = canvas.fill()
+        assert (fill is not None) == any(fits(cells, w) for w in language), cells
+        if fill is not None:
+            word = b"".join(fill).decode()
+            assert grammar.accepts(word) and all(pattern([c]).fullmatch(f) for c, f in zip(cells, fill)), (cells, fill)
 
 
 @pytest.mark.parametrize("name, text", [("json", None), ("config", CONFIG)])
@@ -98,7 +133,7 @@ def test_words_cut_into_chunks_can_be_completed(name, text):
     @given(canvases(source.filter(grammar.accepts)))
     def check(chunks):
         word = gcd.complete(grammar, chunks)
-        assert word is not None and grammar.accepts(word) and pattern(chunks).fullmatch(word), (chunks, word)
+        assert word is not None and grammar.accepts(word) and fits(chunks, word), (chunks, word)
 
     check()
 
@@ -120,7 +155,7 @@ def test_json_canvases(chunks, possible):
     word = gcd.complete(grammar, chunks)
     assert (word is not None) == possible == gcd.can_complete(grammar, chunks)
     if word is not None:
-        assert grammar.accepts(word) and pattern(chunks).fullmatch(word)
+        assert grammar.accepts(word) and fits(chunks, word)
 
 
 def test_comments_and_whitespace_in_chunks():
@@ -128,7 +163,7 @@ def test_comments_and_whitespace_in_chunks():
     for chunks in (["a = 1; # note", None, "b = [", None], ["# only a comm", None],
                    ["x = \"a # not a comment", None, "\";"], ["x = 1", None, "\n"]):
         word = gcd.complete(grammar, chunks)
-        assert word is not None and grammar.accepts(word) and pattern(chunks).fullmatch(word), chunks
+        assert word is not None and grammar.accepts(word) and fits(chunks, word), chunks
     # a hole can open a comment that takes the rest of its line, not the next line
     assert gcd.complete(grammar, ["x = 1;", None, "= = 2;"]) == "x = 1;#= = 2;"
     assert gcd.can_complete(grammar, ["x = 1;", None, "=\n= 2;"])    # a = 2; across lines
@@ -173,8 +208,8 @@ def outcome(check) -> bool | str:
 ])
 def test_incremental_checks_equal_from_scratch_checks(name, text):
     """A canvas filled cell by cell in random orders (cells: pieces of a word; masked cells
-    holes of any length, or of at least their length as diffusion positions are) answers as
-    a fresh check would, for the right piece and for a wrong one."""
+    holes of any length, of at least their length, or of at most their length, as diffusion
+    positions are) answers as a fresh check would, for the right piece and for a wrong one."""
     import random
 
     grammar = gcd.Grammar.from_file(ROOT / "grammars" / "json.lark") if name == "json" else gcd.Grammar(CONFIG)
@@ -185,9 +220,9 @@ def test_incremental_checks_equal_from_scratch_checks(name, text):
         pieces.append(text[:n])
         text = text[n:]
     unknown = 0
-    for order in range(2):
-        cells = [None if order else gcd.holes.Hole(len(p.encode())) for p in pieces]
-        canvas = gcd.holes.Canvas(grammar, cells)
+    for order in range(3):   # masked cells: at least their length, any length, at most their length
+        cells = [[gcd.Hole(len(p.encode())), None, gcd.Hole(0, len(p.encode()))][order] for p in pieces]
+        canvas = gcd.Canvas(grammar, cells)
         positions = list(range(len(pieces)))
         rng.shuffle(positions)
         for i in positions:
@@ -195,11 +230,12 @@ def test_incremental_checks_equal_from_scratch_checks(name, text):
             for piece in (pieces[i], wrong):
                 fresh = outcome(lambda: gcd.can_complete(grammar, cells[:i] + [piece] + cells[i + 1:]))
                 canvas.set(i, piece)
-                assert outcome(canvas.can_complete) == fresh, (cells, i, piece)
+                got = outcome(canvas.can_complete)   # a kept witness may know a word a fresh check misses
+                assert got == fresh or (fresh == "unknown" and got is True), (cells, i, piece)
                 assert piece != pieces[i] or fresh is not False   # the word's own piece always fits
                 unknown += fresh == "unknown"
             canvas.set(i, pieces[i])
             cells[i] = pieces[i]
         assert canvas.can_complete() and grammar.accepts("".join(cells))
     assert canvas.try_texts(0, [pieces[0], "]"]) == [True, False] and canvas.cells[0] == pieces[0]
-    assert unknown <= 2 * len(pieces) // 3
+    assert unknown <= len(pieces) // 2
