@@ -157,12 +157,15 @@ def generate(model: DiffusionModel, vocab: Vocabulary, grammar: Grammar | None, 
 
 
 class _Checker:
-    """Completion checks of a diffusion canvas through one incremental ``gcd.Canvas``. A
-    masked position holds a token of 1 to ``width`` bytes, or EOS from the first EOS on: where
-    the vocabulary's tokens are at most ``BOUNDED_WIDTH`` bytes long, a masked position is a
-    hole of 1 to ``width`` bytes (0 to ``width`` after the last placed token, where EOS may
-    pad), which is exact for a byte-level vocabulary; otherwise a hole of at least one byte
-    (any length after the last placed token). EOS ends the text."""
+    """Completion checks of a diffusion canvas through incremental ``gcd.Canvas``es. A masked
+    position holds a token of 1 to ``width`` bytes, or EOS from the first EOS on. Where the
+    vocabulary's tokens are at most ``BOUNDED_WIDTH`` bytes long, a masked position before the
+    last placed token is a hole of 1 to ``width`` bytes, and those after it, where EOS may
+    pad, share a hole of at most ``width`` bytes each: exact for a byte-level vocabulary.
+    That tail is checked first as a hole of any length (one canvas state, not one per byte);
+    only when the word found is longer than the tail has room for is the bounded canvas
+    asked. With longer tokens, a masked position is a hole of at least one byte (any length
+    after the last placed token). EOS ends the text."""
 
     def __init__(self, grammar: Grammar, vocab: Vocabulary, length: int) -> None:
         from gcd.holes import Canvas
@@ -171,7 +174,7 @@ class _Checker:
         lengths = [int(n) for t, n in enumerate(vocab.lengths) if t not in vocab.special_token_ids and n > 0]
         self.width = max(lengths, default=1)
         self.bounded = self.width <= BOUNDED_WIDTH
-        self.canvas = Canvas(grammar, [None] * length)
+        self.loose, self.exact = Canvas(grammar, [None] * length), Canvas(grammar, [None] * length)
 
     def allowed(self, canvas: np.ndarray, pos: int, token: int) -> bool:
         """Whether ``token`` at ``pos`` leaves a canvas that can still be completed."""
@@ -185,41 +188,43 @@ class _Checker:
         fill = self._fill(canvas)
         if fill is None or self.width != 1:
             return None
-        lo = hi = pos                     # the run of masked positions around pos: its text left-packed
-        while lo > 0 and canvas[lo - 1] < 0:
-            lo -= 1
-        while hi + 1 < len(canvas) and canvas[hi + 1] < 0:
-            hi += 1
-        text = b"".join(fill[lo:hi + 1])
-        if pos - lo >= len(text):
+        if not fill[pos]:
             return min(self.eos)
-        ids = self.vocab.ids_by_bytes.get(text[pos - lo:pos - lo + 1], ())
+        ids = self.vocab.ids_by_bytes.get(fill[pos], ())
         return ids[0] if ids else None
 
-    def _fill(self, tokens_: np.ndarray) -> list[bytes] | None:
-        tokens = tokens_.tolist()
+    def _fill(self, canvas: np.ndarray) -> list[bytes] | None:
+        """The bytes each position holds in a word completing ``canvas`` (None: no word fits;
+        budget exhausted counts as none)."""
+        tokens = canvas.tolist()
         ends = [i for i, t in enumerate(tokens) if t in self.eos]
         if ends and any(t >= 0 and t not in self.eos for t in tokens[ends[0]:]):
             return None                       # text after EOS
         if any(t in self.vocab.special_token_ids and t not in self.eos for t in tokens if t >= 0):
             return None
         stop = ends[0] if ends else len(tokens)
-        last_fixed = max((i for i in range(stop) if tokens[i] >= 0), default=-1)
-        for i, t in enumerate(tokens):
-            if i >= stop:
-                cell = b""
-            elif t >= 0:
-                cell = self.vocab.token_bytes(t)
-            elif self.bounded:
-                cell = Hole(1 if i < last_fixed else 0, self.width)
-            else:
-                cell = Hole(1) if i < last_fixed else None
-            if self.canvas.cells[i] != cell:
-                self.canvas.set(i, cell)
+        last = max((i for i in range(stop) if tokens[i] >= 0), default=-1)
+        inner = Hole(1, self.width) if self.bounded else Hole(1)
+        cells = [b"" if i >= stop else self.vocab.token_bytes(t) if t >= 0 else inner if i < last else None
+                 for i, t in enumerate(tokens)]
         try:
-            return self.canvas.fill()
+            fill = _fill(self.loose, cells)
+            if fill is None or not self.bounded:
+                return fill
+            tail = b"".join(fill[last + 1:stop])
+            if len(tail) <= self.width * (stop - last - 1):   # the word fits the positions: pack it
+                packed = [tail[k:k + self.width] for k in range(0, self.width * (stop - last - 1), self.width)]
+                return fill[:last + 1] + packed + fill[stop:]
+            return _fill(self.exact, [Hole(0, self.width) if c is None else c for c in cells])
         except BudgetExceeded:
             return None
+
+
+def _fill(canvas, cells: list) -> list[bytes] | None:
+    for i, cell in enumerate(cells):
+        if canvas.cells[i] != cell:
+            canvas.set(i, cell)
+    return canvas.fill()
 
 
 def _schedule(gen_length: int, block: int, steps: int) -> list[int]:

@@ -349,18 +349,18 @@ def _build(grammar: Grammar) -> _Tables:
     terminals, rank = {}, {}
     for t in grammar.terminals:
         p = t.pattern
-        rank[t.name] = Grammar.terminal_rank(t)
+        rank[str(t.name)] = Grammar.terminal_rank(t)
         if p.type == "str" and not p.flags:
             dfa = literal_dfa(p.value.encode("utf-8"))
         else:
             dfa = regex_to_dfa(p.to_regexp(), name=t.name, fullmatch=True)
-        terminals[t.name] = (dfa.transitions, dfa.accepting)
+        terminals[str(t.name)] = (dfa.transitions, dfa.accepting)
     units: dict = {}
     firsts: dict = {}
     seconds: dict = {}
     for i, rule in enumerate(grammar.rules):
-        names = [s.name for s in rule.expansion]
-        head = rule.origin.name
+        names = [str(s.name) for s in rule.expansion]   # plain str: lark's Token compares slowly
+        head = str(rule.origin.name)
         while len(names) > 2:   # A -> X Y Z ...  as  A -> X A', A' -> Y Z ...
             rest = f"{head}\0{i}.{len(names)}"
             firsts.setdefault(names[0], []).append((head, rest))
@@ -371,10 +371,10 @@ def _build(grammar: Grammar) -> _Tables:
             seconds.setdefault(names[1], []).append((head, names[0]))
         else:
             units.setdefault(names[0], []).append(head)
-    ignore = [n for n in grammar.ignore if n in terminals]
+    ignore = [str(n) for n in grammar.ignore if n in terminals]
     separators = sorted({w for n in ignore for w in _short_lexemes(*terminals[n])}, key=lambda w: (len(w), w != b" "))
-    lexical = sorted({s.name for r in grammar.rules for s in r.expansion if s.is_term})
-    return _Tables(terminals, rank, lexical, ignore, grammar.start, units, firsts, seconds, separators[:4])
+    lexical = sorted({str(s.name) for r in grammar.rules for s in r.expansion if s.is_term})
+    return _Tables(terminals, rank, lexical, ignore, str(grammar.start), units, firsts, seconds, separators[:4])
 
 
 def _short_lexemes(trans: np.ndarray, accepting: np.ndarray) -> list[bytes]:
@@ -602,8 +602,8 @@ class _Chart:
             self._seed(start)
         while self._reseed:
             self._seed(self._reseed.pop())
-        seeded, units, firsts, seconds, ends, starts = (self.seeded, tables.units, tables.firsts, tables.seconds,
-                                                        self.ends, self.starts)
+        seeded, units, firsts, seconds, ends, starts, add = (self.seeded, tables.units, tables.firsts, tables.seconds,
+                                                             self.ends, self.starts, self.add)
         while self.queue:
             self._spend(1)
             p, x, q = self.queue.popleft()
@@ -613,13 +613,18 @@ class _Chart:
             if q not in seeded:
                 self._seed(q)
             for a in units.get(x, ()):
-                self.add(p, a, q, ("unit", x))
+                if q not in ends.get((p, a), ()):
+                    add(p, a, q, ("unit", x))
             for a, c in firsts.get(x, ()):
+                have = ends.get((p, a), ())
                 for r in list(ends.get((q, c), ())):
-                    self.add(p, a, r, ("pair", x, q, c))
+                    if r not in have:
+                        add(p, a, r, ("pair", x, q, c))
+                        have = ends[(p, a)]
             for a, b in seconds.get(x, ()):
                 for o in list(starts.get((p, b), ())):
-                    self.add(o, a, q, ("pair", b, p, x))
+                    if q not in ends.get((o, a), ()):
+                        add(o, a, q, ("pair", b, p, x))
         return None
 
     # witness
