@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Time ``gcd.can_complete`` on JSON canvases: documents of about 64 and 256 SmolLM2 tokens
-with 1-3 holes cut out (at token boundaries, random places), from scratch each time; prints
-median and p99 per canvas size and hole count, and how many answers were True.
+with 1-3 holes cut out (at token boundaries, random places, each hole one to three tokens).
+From scratch: one ``gcd.can_complete`` on the canvas. Incremental: a ``gcd.Canvas`` with a
+cell per token (the cut ones holes) checked once, then one hole token set back to its text
+and checked again (timed). Prints median and p99 per canvas size and hole count, and how many
+answers were True.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/holes.py [--canvases 40]
 """
@@ -34,22 +37,24 @@ def main() -> int:
             if line.strip()]
     tokens = [tokenizer.encode(d, add_special_tokens=False) for d in docs]
     gcd.can_complete(grammar, ["{", None])   # build the grammar's tables once
-    print(f"grammars/json.lark, SmolLM2 tokens, {args.canvases} canvases per row, each check from scratch")
-    print(f"{'tokens':>6} {'holes':>5} {'p50 ms':>8} {'p99 ms':>8} {'True':>5}")
+    print(f"grammars/json.lark, SmolLM2 tokens, {args.canvases} canvases per row")
+    print(f"{'tokens':>6} {'holes':>5} {'scratch p50':>12} {'p99 ms':>8} {'True':>5} {'incr. p50':>10} {'p99 ms':>8} {'True':>5}")
     for size in (64, 256):
         pool = [t for t in tokens if len(t) >= size] or [max(tokens, key=len)]
         for holes in (1, 2, 3):
-            times, yes = [], 0
+            times, yes, steps, yes_steps = [], 0, [], 0
             for _ in range(args.canvases):
                 ids = rng.choice(pool)
                 start = rng.randrange(0, len(ids) - size + 1) if len(ids) > size else 0
                 window = ids[start:start + size]
                 cuts = sorted(rng.sample(range(len(window)), min(holes, len(window))))
                 chunks: list = []
+                cells = [tokenizer.decode([t]) for t in window]
                 last = 0
                 for c in cuts:   # each hole replaces one to three tokens
                     chunks += [tokenizer.decode(window[last:c]), None]
-                    last = min(len(window), c + rng.randint(1, 3))
+                    last = max(last, min(len(window), c + rng.randint(1, 3)))
+                    cells[c:last] = [None] * (last - c)
                 chunks.append(tokenizer.decode(window[last:]))
                 chunks = [c for c in chunks if c != ""]
                 if start > 0:
@@ -62,8 +67,22 @@ def main() -> int:
                 except gcd.BudgetExceeded:
                     pass
                 times.append(time.perf_counter() - t0)
-            ms = np.array(times) * 1e3
-            print(f"{size:>6} {holes:>5} {np.percentile(ms, 50):8.2f} {np.percentile(ms, 99):8.2f} {yes:>5}", flush=True)
+                cells = ([None] if start > 0 else []) + cells + ([None] if start + size < len(ids) else [])
+                canvas = gcd.Canvas(grammar, cells)
+                holes_at = [i for i, c in enumerate(cells) if c is None and (i or start == 0)
+                            and (i < len(cells) - 1 or start + size >= len(ids))]
+                try:
+                    canvas.can_complete()
+                    i = rng.choice(holes_at)
+                    canvas.set(i, tokenizer.decode([window[i - (start > 0)]]))
+                    t0 = time.perf_counter()
+                    yes_steps += canvas.can_complete()
+                except gcd.BudgetExceeded:
+                    pass
+                steps.append(time.perf_counter() - t0)
+            ms, inc = np.array(times) * 1e3, np.array(steps) * 1e3
+            print(f"{size:>6} {holes:>5} {np.percentile(ms, 50):12.2f} {np.percentile(ms, 99):8.2f} {yes:>5} "
+                  f"{np.percentile(inc, 50):10.2f} {np.percentile(inc, 99):8.2f} {yes_steps:>5}", flush=True)
     return 0
 
 

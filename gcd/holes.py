@@ -103,23 +103,31 @@ def _completion(grammar: Grammar, chunks: list, budget: int, memory: "_Memory | 
         kept = memory.witness_for(cells)
         if kept is not None:
             return kept
-        canvas, chart = memory.prepare(cells, _tables(grammar), budget)
+        canvas = memory.prepare(cells, budget)
     else:
         canvas = _Canvas.of(cells)
-        chart = _Chart(canvas, _tables(grammar), budget, {})
-    try:
-        root = chart.run()
-    except BudgetExceeded:
-        if memory is not None:
-            memory.chart = None   # stopped half way: the next check starts afresh
-        raise
+    tables = _tables(grammar)
+
+    def chart(strict: bool) -> _Chart:
+        return memory.chart(strict, tables) if memory is not None else _Chart(canvas, tables, budget, store, strict)
+
+    def run(chart: _Chart) -> tuple | None:
+        try:
+            return chart.run()
+        except BudgetExceeded:
+            if memory is not None:
+                memory.charts.pop(chart.strict)   # stopped half way: the next check starts it afresh
+            raise
+
+    store: dict = {}
+    decision = chart(False)
+    root = run(decision)
     if root is None:
         return None
-    tables = chart.tables
     # witnesses: from a chart whose lexemes end where the lexer would end them, then from this one
-    strict = _Chart(canvas, tables, budget, chart.store, strict=True)
-    for source in (strict, chart):
-        top = strict.run() if source is strict else root
+    strict = chart(True)
+    for source in (strict, decision):
+        top = run(strict) if source is strict else root
         if top is None:
             continue
         spans = source.spans(top)
@@ -202,7 +210,9 @@ class _Memory:
         self.room: list[int] | None = None
         self.cells: list | None = None
         self.store: dict = {}                   # (p, terminal, strict) -> (ends, extend, last state read)
-        self.chart: _Chart | None = None
+        self.charts: dict[bool, _Chart] = {}    # strict -> chart
+        self.canvas: _Canvas | None = None
+        self.budget = DEFAULT_BUDGET
         self.witness: list[bytes] | None = None
 
     def witness_for(self, cells: list) -> list[bytes] | None:
@@ -215,27 +225,38 @@ class _Memory:
                 return None
         return w
 
-    def prepare(self, cells: list, tables: "_Tables", budget: int) -> tuple["_Canvas", "_Chart"]:
-        """The canvas of ``cells`` and a chart for it, carried over from the last check's."""
+    def prepare(self, cells: list, budget: int) -> "_Canvas":
+        """The canvas of ``cells``; the kept lexeme ends and charts brought up to it."""
         size = [_positions(c) for c in cells]
         if self.room is None or len(self.room) != len(cells) or any(s > r for s, r in zip(size, self.room)):
             self.room = [max(2 * s, 8) for s in size]
-            self.cells, self.chart = None, None
+            self.cells = None
+            self.charts.clear()
             self.store.clear()
-        canvas = _Canvas.of(cells, self.room)
+        canvas = self.canvas = _Canvas.of(cells, self.room)
+        self.budget = budget
         if self.cells is not None:
             changed = [k for k, (a, b) in enumerate(zip(self.cells, cells)) if a != b]
             if changed:
                 lo, hi = canvas.starts[changed[0]], canvas.begins[changed[-1] + 1]   # their loops sit up to hi
-                for key in [k for k, v in self.store.items() if v[2] >= lo and k[0] <= hi]:
+                stale = [k for k, v in self.store.items() if v[2] >= lo and k[0] <= hi]
+                # a lexeme the lexer ends only if it stops there may be read differently now from
+                # the first end of a walk that read the change on
+                cut = min((min(self.store[k][0]) for k in stale if k[2] and self.store[k][0]), default=lo)
+                for key in stale:
                     del self.store[key]
-                if self.chart is not None:
-                    self.chart.resume(canvas, lo, hi, budget)
+                for strict, chart in self.charts.items():
+                    chart.resume(canvas, min(cut, lo) if strict else lo, hi, budget)
         self.cells = list(cells)
-        if self.chart is None or self.chart.tables is not tables:
-            self.chart = _Chart(canvas, tables, budget, self.store)
-        self.chart.canvas, self.chart.budget = canvas, budget
-        return canvas, self.chart
+        return canvas
+
+    def chart(self, strict: bool, tables: "_Tables") -> "_Chart":
+        """The kept chart (``strict``: of the lexer's lexeme ends) for the prepared canvas."""
+        chart = self.charts.get(strict)
+        if chart is None or chart.tables is not tables:
+            chart = self.charts[strict] = _Chart(self.canvas, tables, self.budget, self.store, strict)
+        chart.canvas, chart.budget = self.canvas, self.budget
+        return chart
 
 
 def _positions(cell: tuple) -> int:
@@ -418,9 +439,9 @@ class _Chart:
         self._extend: set[tuple[str, int, int]] = set()   # strict: lexemes that must read hole text at their end
 
     def resume(self, canvas: _Canvas, lo: int, hi: int, budget: int) -> None:
-        """Go on with ``canvas``, whose states ``lo..hi`` changed: the triples that read any of
-        them are dropped, and the states left of them whose lexemes read into them are seeded
-        again when the worklist runs."""
+        """Go on with ``canvas``, whose states up to ``hi`` may be read otherwise from ``lo``
+        on: the triples that span any of ``lo..hi`` are dropped, and the states left of them
+        whose lexemes read into them are seeded again when the worklist runs."""
         self.canvas, self.budget = canvas, budget
         for t in [t for t in self.back if t[2] >= lo and t[0] <= hi]:
             p, x, q = t
@@ -435,6 +456,7 @@ class _Chart:
                 del self.seeded[p]
                 self._reseed.append(p)
         self._ignored = {p: v for p, v in self._ignored.items() if p > hi or v[1] < lo}
+        self._extend = {e for e in self._extend if e[2] < lo or e[1] > hi}
 
     # edges
     def edges(self, p: int, name: str) -> list[int]:
@@ -497,6 +519,8 @@ class _Chart:
         trans, accepting = self.tables.terminals[name]
         canvas = self.canvas
         data, loop, wild, skip, nxt, final = canvas.data, canvas.loop, canvas.wild, canvas.skip, canvas.nxt, canvas.final
+        if not loop[p] and p != final and not wild[p] and trans[0, data[p]] < 0:
+            return [], p                      # the first byte already fails
         states = self._close(name, {0}) if loop[p] else {0}
         out = []
         s = p
@@ -662,6 +686,15 @@ class _Chart:
         """A shortest lexeme of ``name`` reading the canvas from ``a`` to ``b`` (printable
         ASCII where it is inside a hole, tried in the order of ``first``), each byte with
         where it sits: ("at", position) or ("loop", state)."""
+        canvas = self.canvas
+        if canvas.fixed(a, b) and (name, a, b) not in self._extend:   # fixed text: itself, if a lexeme
+            trans, accepting = self.tables.terminals[name]
+            out, s, d = [], a, 0
+            while s != b and d >= 0:
+                out.append((canvas.data[s], ("at", s)))
+                d, s = int(trans[d, canvas.data[s]]), canvas.nxt[s]
+            if d >= 0 and accepting[d]:
+                return out
         for alphabet in (first or _PRINTABLE, _PRINTABLE + _OTHER):
             out = self._lexeme(name, a, b, alphabet)
             if out is not None:
