@@ -702,40 +702,49 @@ class _Chart:
         raise AssertionError(f"no lexeme of {name} from {a} to {b}")
 
     def _lexeme(self, name: str, a: int, b: int, alphabet: list[int]) -> list[tuple[int, tuple]] | None:
+        """A shortest lexeme of ``name`` from ``a`` to ``b`` that no terminal the lexer prefers on
+        a tie also matches (the rivals' DFA states go along in the search), else a shortest one."""
         trans, accepting = self.tables.terminals[name]
+        tables = self.tables
+        rivals = [tables.terminals[n] for n in (*tables.lexical, *tables.ignore) if tables.rank[n] < tables.rank[name]]
         canvas = self.canvas
         data, loop, nxt = canvas.data, canvas.loop, canvas.nxt
         extend = (name, a, b) in self._extend
-        start = (a, 0, False)
+        start = (a, 0, False, tuple(0 for _ in rivals))
         prev: dict = {start: None}
         queue = deque([start])
+        fallback = None
         while queue:
-            s, d, grown = node = queue.popleft()
+            s, d, grown, rs = node = queue.popleft()
             if s == b and accepting[d] and (grown or not extend):
-                out = []
-                while prev[node] is not None:
-                    node, byte, where = prev[node]
+                out, back = [], node
+                while prev[back] is not None:
+                    back, byte, where = prev[back]
                     if byte is not None:
                         out.append((byte, where))
-                return out[::-1]
+                out.reverse()
+                if not any(r >= 0 and rival[1][r] for r, rival in zip(rs, rivals)):
+                    return out
+                fallback = fallback or out   # a terminal the lexer prefers on a tie matches it too
             steps = []
             if s != canvas.final and s < b:
                 t = nxt[s]
                 steps += [(t, byte) for byte in alphabet] if canvas.wild[s] else [(t, data[s])]
-                if canvas.skip[s]:
-                    nxt_node = (t, d, grown)
-                    if nxt_node not in prev:
-                        prev[nxt_node] = (node, None, None)
-                        queue.append(nxt_node)
+                if canvas.skip[s] and (t, d, grown, rs) not in prev:
+                    prev[(t, d, grown, rs)] = (node, None, None)
+                    queue.append((t, d, grown, rs))
             if loop[s]:
                 steps += [(s, byte) for byte in alphabet]
             for t, byte in steps:
                 e = int(trans[d, byte])
-                nxt_node = (t, e, grown or (t == s == b))
-                if e >= 0 and nxt_node not in prev:
+                if e < 0:
+                    continue
+                after = tuple(int(rival[0][r, byte]) if r >= 0 else -1 for r, rival in zip(rs, rivals))
+                nxt_node = (t, e, grown or (t == s == b), after if any(r >= 0 for r in after) else ())
+                if nxt_node not in prev:
                     prev[nxt_node] = (node, byte, ("loop", s) if t == s else ("at", s))
                     queue.append(nxt_node)
-        return None
+        return fallback
 
 
 def _separated(spans: list, canvas: _Canvas, separate: bool) -> list:

@@ -5,7 +5,8 @@ The template's fixed text is forced (its tokens are fed to the model as they are
 longest-match over the vocabulary's bytes); inside a hole, the model's candidate tokens are
 tried in order of probability (greedy) or in Gumbel order (sampling, as AWRS draws), and a
 token is taken only if the text so far, the token and the rest of the template with its
-holes can still be completed (``gcd.can_complete``). A hole closes when the model's next
+holes can still be completed (one incremental ``gcd.Canvas``: a cell per fixed chunk and per
+token a hole may take, so a check costs about the work that reads the cell it tries). A hole closes when the model's next
 candidate reaches into the fixed text that follows it (the token's text is the end of the
 hole's text and then the beginning of the fixed text; EOS for a hole at the end) and the text
 is still completable that way; then that fixed text is forced. Masks of the whole vocabulary are never computed.
@@ -20,7 +21,7 @@ import torch
 
 from gcd.errors import GCDError
 from gcd.grammar import Grammar
-from gcd.holes import BudgetExceeded, can_complete
+from gcd.holes import BudgetExceeded, Canvas, can_complete
 from gcd.lm import LanguageModel
 from gcd.vocab import Vocabulary
 
@@ -83,32 +84,54 @@ def infill(lm: LanguageModel, vocab: Vocabulary, grammar: Grammar, template: str
         ids.extend(encoder.encode(chunk.encode("utf-8")))
         text += chunk.encode("utf-8")
 
-    def completable(canvas: list) -> bool:
+    # the canvas: each chunk a cell; a hole as max_new_tokens cells for its tokens (b"" until
+    # taken), then the hole itself (None while open, b"" once closed)
+    slots, cells = [], []
+    for chunk in chunks:
+        if chunk is None:
+            slots.append(len(cells))
+            cells += [b""] * max_new_tokens + [None]
+        else:
+            cells.append(chunk.encode("utf-8"))
+    canvas = Canvas(grammar, cells)
+
+    def completable(changes: dict) -> bool:
+        """Whether the canvas with ``changes`` (cell -> text or hole) can be completed; the
+        canvas is left as it was."""
         nonlocal checks
         checks += 1
+        old = {k: canvas.cells[k] for k in changes}
+        for k, v in changes.items():
+            canvas.set(k, v)
         try:
-            return can_complete(grammar, canvas)
+            return canvas.can_complete()
         except BudgetExceeded:   # unknown: not taken; the final text is verified anyway
             return False
+        finally:
+            for k, v in old.items():
+                canvas.set(k, v)
 
     i = 0
+    holes = iter(slots)
     while i < len(chunks):
         if chunks[i] is not None:
             force(chunks[i])
             i += 1
             continue
         after = chunks[i + 1] if i + 1 < len(chunks) else None       # the fixed text after this hole
-        rest = chunks[i + 2:] if after is not None else chunks[i + 1:]
         fixed = after.encode("utf-8") if after else b""
         fill = b""
         closed = False
-        for _ in range(max_new_tokens):
+        first = next(holes)
+        hole = first + max_new_tokens
+        for n in range(max_new_tokens):
+            cell = first + n
             logp = lm.logprobs(ids).detach().to("cpu", torch.float64).numpy()
             taken = None
-            for t in _order(logp, temperature, rng)[:max_candidates]:
+            for t in _order(logp, temperature, rng, max_candidates):
                 piece = vocab.token_bytes(t) if t < vocab.size else b""
                 if t == eos and not fixed:
-                    closed = completable([text, *rest])
+                    closed = completable({hole: b""})
                     if closed:
                         break
                     continue
@@ -116,25 +139,29 @@ def infill(lm: LanguageModel, vocab: Vocabulary, grammar: Grammar, template: str
                     continue
                 # the model moves on: the token ends the hole's text and begins the fixed text
                 split = next((k for k in range(len(piece)) if fixed and fixed.startswith(piece[k:])), None)
-                if split is not None and completable([text + piece[:split], after, *rest]):
+                if split is not None and completable({cell: piece[:split], hole: b""}):
                     if split:
+                        canvas.set(cell, piece[:split])
                         ids.extend(encoder.encode(piece[:split]))
                         text += piece[:split]
                         fill += piece[:split]
                         tokens += 1
                     closed = True
                     break
-                if completable([text + piece, None, *([after] if after else []), *rest]):
+                if completable({cell: piece}):
                     taken = t
                     break
             if closed or taken is None:
                 break
             ids.append(taken)
+            canvas.set(cell, vocab.token_bytes(taken))
             text += vocab.token_bytes(taken)
             fill += vocab.token_bytes(taken)
             tokens += 1
         if not closed:   # out of tokens or candidates: close if the template allows it here
-            closed = completable([text, *([after] if after else []), *rest])
+            closed = completable({hole: b""})
+        if closed:
+            canvas.set(hole, b"")
         fills.append(fill.decode("utf-8", "replace"))
         if not closed:
             return Infill(_text(text), fills, False, checks, tokens)
@@ -143,11 +170,12 @@ def infill(lm: LanguageModel, vocab: Vocabulary, grammar: Grammar, template: str
     return Infill(word, fills, grammar.accepts(text), checks, tokens)
 
 
-def _order(logp: np.ndarray, temperature: float, rng: np.random.Generator) -> list[int]:
-    """Token ids by descending probability (greedy) or in Gumbel order (sampling)."""
+def _order(logp: np.ndarray, temperature: float, rng: np.random.Generator, count: int) -> list[int]:
+    """The first ``count`` token ids by descending probability (greedy) or in Gumbel order
+    (sampling), tokens of probability 0 left out."""
     keys = logp if temperature == 0 else logp / temperature - np.log(-np.log(rng.random(len(logp))))
     top = np.argsort(-keys, kind="stable")
-    return [int(t) for t in top if np.isfinite(logp[t])]
+    return top[np.isfinite(logp[top])][:count].tolist()
 
 
 def _text(data: bytes) -> str:

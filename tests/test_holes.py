@@ -158,6 +158,22 @@ def test_json_canvases(chunks, possible):
         assert grammar.accepts(word) and fits(chunks, word)
 
 
+@pytest.mark.parametrize("chunks, possible", [
+    (["SELECT ", None, " FROM users WHERE ", None], True),
+    (["SELECT name, ", None, " FROM ", None, " WHERE age > ", None], True),   # a witness needs UNION ALL,
+    (["SELECT name, ", None, " FROM ", None, " WHERE age > ", None, " ORDER BY ", None, ";"], True),  # not UNION
+    (["SELECT ", None, " FROM users WHERE x;;"], False),
+])
+def test_sql_templates(chunks, possible):
+    """Where the shortest lexeme of a terminal in a hole is one the lexer gives another
+    terminal on a tie (``UNION`` is a ``NAME`` here), the witness takes a longer one."""
+    grammar = gcd.Grammar.from_file(ROOT / "grammars" / "sql.lark")
+    word = gcd.complete(grammar, chunks)
+    assert (word is not None) == possible
+    if word is not None:
+        assert grammar.accepts(word) and fits(chunks, word)
+
+
 def test_comments_and_whitespace_in_chunks():
     grammar = gcd.Grammar(CONFIG)
     for chunks in (["a = 1; # note", None, "b = [", None], ["# only a comm", None],
