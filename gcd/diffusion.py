@@ -26,7 +26,7 @@ import torch
 
 from gcd.errors import GCDError
 from gcd.grammar import Grammar
-from gcd.holes import BudgetExceeded, Hole
+from gcd.holes import BudgetExceeded, Canvas, Hole
 from gcd.vocab import Vocabulary
 
 
@@ -76,7 +76,7 @@ class DiffusionLM(MaskedLM):
 
 
 @dataclass(frozen=True)
-class Canvas:
+class Decoded:
     """A diffusion run: the generated ``token_ids`` (cut at the first EOS), their ``text``,
     ``finished`` (every position unmasked and, when constrained, the text a word: check
     unconstrained outputs with ``Grammar.accepts``), the model calls and the proposals the
@@ -90,7 +90,7 @@ class Canvas:
 
 def generate(model: DiffusionModel, vocab: Vocabulary, grammar: Grammar | None, prompt_ids: Sequence[int],
              gen_length: int, steps: int, *, block_length: int | None = None, temperature: float = 0.0,
-             seed: int = 0, max_rejections: int = 64) -> Canvas:
+             seed: int = 0, max_rejections: int = 64) -> Decoded:
     """Fill ``gen_length`` masked positions after ``prompt_ids`` in ``steps`` model calls,
     constrained to ``grammar`` (None: unconstrained). ``temperature`` 0 picks each position's
     most likely token, otherwise samples it (Gumbel noise on the logits); positions are
@@ -168,8 +168,6 @@ class _Checker:
     after the last placed token). EOS ends the text."""
 
     def __init__(self, grammar: Grammar, vocab: Vocabulary, length: int) -> None:
-        from gcd.holes import Canvas
-
         self.vocab, self.eos = vocab, set(vocab.eos_token_ids)
         lengths = [int(n) for t, n in enumerate(vocab.lengths) if t not in vocab.special_token_ids and n > 0]
         self.width = max(lengths, default=1)
@@ -236,7 +234,7 @@ def _schedule(gen_length: int, block: int, steps: int) -> list[int]:
     return one * blocks
 
 
-def _stop(canvas: np.ndarray, vocab: Vocabulary, grammar: Grammar | None, passes: int, rejections: int) -> Canvas:
+def _stop(canvas: np.ndarray, vocab: Vocabulary, grammar: Grammar | None, passes: int, rejections: int) -> Decoded:
     eos = set(vocab.eos_token_ids)
     ids = []
     for t in canvas.tolist():
@@ -245,5 +243,5 @@ def _stop(canvas: np.ndarray, vocab: Vocabulary, grammar: Grammar | None, passes
         ids.append(t)
     data = b"".join(vocab.token_bytes(t) for t in ids)
     filled = all(t >= 0 for t in canvas.tolist())
-    return Canvas(ids, data.decode("utf-8", "replace"), filled and (grammar is None or grammar.accepts(data)),
+    return Decoded(ids, data.decode("utf-8", "replace"), filled and (grammar is None or grammar.accepts(data)),
                   passes, rejections)

@@ -4,13 +4,16 @@ canvas too short for any word is never marked finished, unconstrained outputs of
 model mostly are not words."""
 from __future__ import annotations
 
+import itertools
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import gcd
-from gcd.diffusion import DiffusionLM, MaskedLM, generate
+from gcd.diffusion import DiffusionLM, MaskedLM, _Checker, byte_vocabulary, generate
 
 TOKENS = [b"[", b"]", b",", b"a", b"b", b"c", b"ab", b"<e>", b"<mask>"]
 VOCAB = gcd.Vocabulary(TOKENS, eos_token_id=7, special_token_ids=[8])
@@ -64,14 +67,42 @@ def test_arguments():
 
 
 def test_the_shipped_model_with_the_json_grammar():
-    from gcd.diffusion import byte_vocabulary, load_shipped
+    from gcd.diffusion import load_shipped
 
     model, vocab = load_shipped(), byte_vocabulary()
     grammar = gcd.Grammar.from_file(Path(__file__).resolve().parent.parent / "grammars" / "json.lark")
-    finished = 0
-    for seed in range(8):   # a small model: most runs stop unfinished (never marked finished unless a word)
+    for seed in range(8):   # byte-level: the checks are exact, so every run ends with a word
         out = generate(model, vocab, grammar, [], gen_length=64, steps=64, temperature=1.0, seed=seed)
-        if out.finished:
-            finished += 1
-            assert grammar.accepts(out.text)
-    assert finished >= 1
+        assert out.finished and grammar.accepts(out.text), out
+
+
+def test_checks_on_a_byte_level_vocabulary_are_exact():
+    """With one byte per token, a proposal is allowed exactly when some filling of the other
+    masked positions (bytes, or EOS from some position on) makes a word: brute force over
+    the grammar's bytes on canvases of five positions."""
+    vocab, eos, rng = byte_vocabulary(), 256, random.Random(0)
+    alphabet = [ord(c) for c in "[],ab"] + [eos]
+    checker = _Checker(LIST, vocab, 5)
+
+    def possible(canvas: list) -> bool:
+        masked = [i for i, t in enumerate(canvas) if t < 0]
+        for fill in itertools.product(alphabet, repeat=len(masked)):
+            full = list(canvas)
+            for i, t in zip(masked, fill):
+                full[i] = t
+            cut = full.index(eos) if eos in full else len(full)
+            if all(t == eos for t in full[cut:]) and LIST.accepts(bytes(full[:cut])):
+                return True
+        return False
+
+    answers = []
+    for _ in range(150):
+        canvas = [rng.choice(alphabet) if rng.random() < 0.25 else -1 for _ in range(5)]
+        pos = rng.randrange(5)
+        canvas[pos] = -1
+        token = rng.choice(alphabet)
+        trial = list(canvas)
+        trial[pos] = token
+        answers.append(checker.allowed(np.array(canvas), pos, token))
+        assert answers[-1] == possible(trial), (canvas, pos, token)
+    assert 20 < sum(answers) < 130, sum(answers)   # both answers are exercised
