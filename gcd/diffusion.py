@@ -7,8 +7,9 @@ before it is written: the canvas as text, with each masked position a hole (see 
 exact for a byte-level vocabulary), must still be completable to a word (``gcd.Canvas``); a
 rejected token's logit becomes -inf and the position is picked again from the same logits,
 without a new forward pass; a position whose best candidates are all refused takes EOS if that
-fits, else the token of a completion found (byte-level vocabularies), else waits. An EOS (or padding) token ends the text: the positions after it may only hold EOS. At
-the end the text before the first EOS is checked with ``Grammar.accepts``.
+fits, else the token of a completion found (byte-level vocabularies), else waits. An EOS (or
+padding) token ends the text: the positions after it may only hold EOS. At the end the text
+before the first EOS is checked with ``Grammar.accepts``.
 
 Models: any object with ``mask_token_id`` and ``logits(input_ids) -> Tensor[L, V]`` (one
 sequence, all positions). ``MaskedLM`` adapts a Hugging Face ``AutoModelForMaskedLM`` (BERT,

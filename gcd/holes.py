@@ -126,8 +126,7 @@ def _completion(grammar: Grammar, chunks: list, budget: int, memory: "_Memory | 
         return None
     # witnesses: from a chart whose lexemes end where the lexer would end them, then from this one
     strict = chart(True)
-    for source in (strict, decision):
-        top = run(strict) if source is strict else root
+    for source, top in ((strict, run(strict)), (decision, root)):
         if top is None:
             continue
         spans = source.spans(top)
