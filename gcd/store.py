@@ -65,11 +65,20 @@ def write(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> int:
 
 
 def read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(meta, arrays) of a file written by ``write``; the arrays are read-only memory maps."""
+    """(meta, arrays) of a file written by ``write``; the arrays are read-only memory maps.
+    The checksum is computed from ordinary reads of the file, so the mapped pages become part
+    of this process's memory only as the arrays are used."""
     try:
         if path.stat().st_size < len(MAGIC) + 8:
             raise StoreError("not a gcd cache file (too short)")
-        return decode(np.memmap(path, dtype=np.uint8, mode="r"))
+        buffer = np.memmap(path, dtype=np.uint8, mode="r")
+        header, start = _header(buffer)
+        digest = hashlib.blake2b(digest_size=32)
+        with open(path, "rb") as f:
+            f.seek(start)
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return _arrays(header, buffer[start:], digest.hexdigest())
     except OSError as e:
         raise StoreError(f"unreadable: {e}") from None
 
@@ -77,6 +86,13 @@ def read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 def decode(data) -> tuple[dict, dict[str, np.ndarray]]:
     """(meta, arrays) from a file's bytes (``bytes`` or a uint8 array; arrays are read-only views)."""
     buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else data
+    header, start = _header(buffer)
+    body = buffer[start:]
+    return _arrays(header, body, hashlib.blake2b(body, digest_size=32).hexdigest())
+
+
+def _header(buffer: np.ndarray) -> tuple[dict, int]:
+    """(the header, where the data starts), the file's size checked against it."""
     try:
         if buffer[:len(MAGIC)].tobytes() != MAGIC:
             raise StoreError("not a gcd cache file")
@@ -85,12 +101,22 @@ def decode(data) -> tuple[dict, dict[str, np.ndarray]]:
             raise StoreError("truncated header")
         header = json.loads(buffer[len(MAGIC) + 8:len(MAGIC) + 8 + n].tobytes())
         start = _aligned(len(MAGIC) + 8 + n)
-        length = int(header["data_bytes"])
-        if start + length != len(buffer):
-            raise StoreError(f"size {len(buffer)} bytes, expected {start + length}: truncated or altered")
-        body = buffer[start:]
-        if hashlib.blake2b(body, digest_size=32).hexdigest() != header["blake2b"]:
+        if start + int(header["data_bytes"]) != len(buffer):
+            raise StoreError(f"size {len(buffer)} bytes, expected {start + int(header['data_bytes'])}: "
+                             "truncated or altered")
+        return header, start
+    except StoreError:
+        raise
+    except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as e:
+        raise StoreError(f"unreadable: {type(e).__name__}: {e}") from None
+
+
+def _arrays(header: dict, body: np.ndarray, digest: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) as read-only views of ``body``, whose digest must be the header's."""
+    try:
+        if digest != header["blake2b"]:
             raise StoreError("checksum mismatch: the file was altered")
+        length = int(header["data_bytes"])
         arrays = {}
         for name, (dtype, shape, offset) in header["arrays"].items():
             dt = np.dtype(dtype)
@@ -105,5 +131,5 @@ def decode(data) -> tuple[dict, dict[str, np.ndarray]]:
         return header["meta"], arrays
     except StoreError:
         raise
-    except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         raise StoreError(f"unreadable: {type(e).__name__}: {e}") from None
