@@ -36,6 +36,8 @@ lexeme ends (with the last state each walk read) and the worklist's chart: the t
 read none of the changed cells' states stay, the states left of them whose lexemes reached
 into the change are seeded again, and the worklist goes on from there. The last witness is
 kept with the bytes it gave each cell: a check whose cells it still fits is answered by it.
+The kept charts may hold other derivations than a fresh check's, so where their witnesses all
+fail, a fresh check is made before the answer is called unknown.
 
 ``budget`` caps the worklist's steps; past it, ``BudgetExceeded``.
 """
@@ -144,6 +146,10 @@ def _completion(grammar: Grammar, chunks: list, budget: int, memory: "_Memory | 
                 if memory is not None:
                     memory.witness = out
                 return out
+    if memory is not None:   # the kept charts' derivations differ from a fresh check's: try one
+        out = _completion(grammar, chunks, budget, None)
+        memory.witness = out
+        return out
     raise BudgetExceeded("a completion exists as a sequence of the grammar's terminals, but the witnesses tried "
                          "do not lex as a word under longest match; the answer is not known")
 
