@@ -147,9 +147,13 @@ def generate(model: DiffusionModel, vocab: Vocabulary, grammar: Grammar | None, 
                 rejections += 1
                 tried[best] += 1
                 if tried[best] >= max_rejections:   # nothing the model wants fits here: EOS, if that
-                    known = fill if checker.allowed(canvas, best, fill) else checker.witness(canvas, best)
-                    if known is not None and checker.allowed(canvas, best, known):   # does, else the
-                        canvas[best] = known       # token a completion has there
+                    known = fill                   # does, else the token a completion has there
+                    if not checker.allowed(canvas, best, fill):
+                        known = checker.witness(canvas, best)
+                        if known is not None and not checker.allowed(canvas, best, known):
+                            known = None
+                    if known is not None:
+                        canvas[best] = known
                         placed_any = True
                         break
         if not placed_any and step >= len(schedule):
@@ -207,19 +211,20 @@ class _Checker:
         cells = [b"" if i >= stop else self.vocab.token_bytes(t) if t >= 0 else inner if i < last else None
                  for i, t in enumerate(tokens)]
         try:
-            fill = _fill(self.loose, cells)
+            fill = _fill_cells(self.loose, cells)
             if fill is None or not self.bounded:
                 return fill
             tail = b"".join(fill[last + 1:stop])
             if len(tail) <= self.width * (stop - last - 1):   # the word fits the positions: pack it
                 packed = [tail[k:k + self.width] for k in range(0, self.width * (stop - last - 1), self.width)]
                 return fill[:last + 1] + packed + fill[stop:]
-            return _fill(self.exact, [Hole(0, self.width) if c is None else c for c in cells])
+            return _fill_cells(self.exact, [Hole(0, self.width) if c is None else c for c in cells])
         except BudgetExceeded:
             return None
 
 
-def _fill(canvas, cells: list) -> list[bytes] | None:
+def _fill_cells(canvas: Canvas, cells: list) -> list[bytes] | None:
+    """``canvas.fill()`` once its cells are ``cells`` (only those that differ are set)."""
     for i, cell in enumerate(cells):
         if canvas.cells[i] != cell:
             canvas.set(i, cell)

@@ -105,13 +105,14 @@ def _completion(grammar: Grammar, chunks: list, budget: int, memory: "_Memory | 
         kept = memory.witness_for(cells)
         if kept is not None:
             return kept
-        canvas = memory.prepare(cells, budget)
+        canvas = memory.prepare(cells)
     else:
         canvas = _Canvas.of(cells)
     tables = _tables(grammar)
 
     def chart(strict: bool) -> _Chart:
-        return memory.chart(strict, tables) if memory is not None else _Chart(canvas, tables, budget, store, strict)
+        return (memory.chart(strict, tables, canvas, budget) if memory is not None
+                else _Chart(canvas, tables, budget, store, strict))
 
     def run(chart: _Chart) -> tuple | None:
         try:
@@ -216,8 +217,6 @@ class _Memory:
         self.cells: list | None = None
         self.store: dict = {}                   # (p, terminal, strict) -> (ends, extend, last state read)
         self.charts: dict[bool, _Chart] = {}    # strict -> chart
-        self.canvas: _Canvas | None = None
-        self.budget = DEFAULT_BUDGET
         self.witness: list[bytes] | None = None
 
     def witness_for(self, cells: list) -> list[bytes] | None:
@@ -230,7 +229,7 @@ class _Memory:
                 return None
         return w
 
-    def prepare(self, cells: list, budget: int) -> "_Canvas":
+    def prepare(self, cells: list) -> "_Canvas":
         """The canvas of ``cells``; the kept lexeme ends and charts brought up to it."""
         size = [_positions(c) for c in cells]
         if self.room is None or len(self.room) != len(cells) or any(s > r for s, r in zip(size, self.room)):
@@ -238,8 +237,7 @@ class _Memory:
             self.cells = None
             self.charts.clear()
             self.store.clear()
-        canvas = self.canvas = _Canvas.of(cells, self.room)
-        self.budget = budget
+        canvas = _Canvas.of(cells, self.room)
         if self.cells is not None:
             changed = [k for k, (a, b) in enumerate(zip(self.cells, cells)) if a != b]
             if changed:
@@ -251,16 +249,16 @@ class _Memory:
                 for key in stale:
                     del self.store[key]
                 for strict, chart in self.charts.items():
-                    chart.resume(canvas, min(cut, lo) if strict else lo, hi, budget)
+                    chart.resume(min(cut, lo) if strict else lo, hi)
         self.cells = list(cells)
         return canvas
 
-    def chart(self, strict: bool, tables: "_Tables") -> "_Chart":
-        """The kept chart (``strict``: of the lexer's lexeme ends) for the prepared canvas."""
+    def chart(self, strict: bool, tables: "_Tables", canvas: "_Canvas", budget: int) -> "_Chart":
+        """The kept chart (``strict``: of the lexer's lexeme ends), set to the prepared canvas."""
         chart = self.charts.get(strict)
         if chart is None or chart.tables is not tables:
-            chart = self.charts[strict] = _Chart(self.canvas, tables, self.budget, self.store, strict)
-        chart.canvas, chart.budget = self.canvas, self.budget
+            chart = self.charts[strict] = _Chart(canvas, tables, budget, self.store, strict)
+        chart.canvas, chart.budget = canvas, budget
         return chart
 
 
@@ -443,11 +441,11 @@ class _Chart:
         self._ignored: dict[int, tuple[dict, int]] = {}
         self._extend: set[tuple[str, int, int]] = set()   # strict: lexemes that must read hole text at their end
 
-    def resume(self, canvas: _Canvas, lo: int, hi: int, budget: int) -> None:
-        """Go on with ``canvas``, whose states up to ``hi`` may be read otherwise from ``lo``
-        on: the triples that span any of ``lo..hi`` are dropped, and the states left of them
-        whose lexemes read into them are seeded again when the worklist runs."""
-        self.canvas, self.budget = canvas, budget
+    def resume(self, lo: int, hi: int) -> None:
+        """Go on with a canvas whose states up to ``hi`` may be read otherwise from ``lo`` on
+        (set ``canvas`` before running): the triples that span any of ``lo..hi`` are dropped,
+        and the states left of them whose lexemes read into them are seeded again when the
+        worklist runs."""
         for t in [t for t in self.back if t[2] >= lo and t[0] <= hi]:
             p, x, q = t
             del self.back[t]
@@ -464,10 +462,6 @@ class _Chart:
         self._extend = {e for e in self._extend if e[2] < lo or e[1] > hi}
 
     # edges
-    def edges(self, p: int, name: str) -> list[int]:
-        """The canvas states a lexeme of terminal ``name`` can end at, starting at ``p``."""
-        return self._edge(p, name)[0]
-
     def _edge(self, p: int, name: str) -> tuple[list[int], list[int], int]:
         """(the ends of ``name``'s lexemes from ``p``, those that must read hole text at
         their end (strict), the last state whose byte the walk read)."""

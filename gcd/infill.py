@@ -6,10 +6,11 @@ longest-match over the vocabulary's bytes); inside a hole, the model's candidate
 tried in order of probability (greedy) or in Gumbel order (sampling, as AWRS draws), and a
 token is taken only if the text so far, the token and the rest of the template with its
 holes can still be completed (one incremental ``gcd.Canvas``: a cell per fixed chunk and per
-token a hole may take, so a check costs about the work that reads the cell it tries). A hole closes when the model's next
-candidate reaches into the fixed text that follows it (the token's text is the end of the
-hole's text and then the beginning of the fixed text; EOS for a hole at the end) and the text
-is still completable that way; then that fixed text is forced. Masks of the whole vocabulary are never computed.
+token a hole may take, so a check costs about the work that reads the cell it tries). A hole
+closes when the model's next candidate reaches into the fixed text that follows it (the
+token's text is the end of the hole's text and then the beginning of the fixed text; EOS for
+a hole at the end) and the text is still completable that way; then that fixed text is
+forced. Masks of the whole vocabulary are never computed.
 """
 from __future__ import annotations
 

@@ -101,9 +101,9 @@ def _header(buffer: np.ndarray) -> tuple[dict, int]:
             raise StoreError("truncated header")
         header = json.loads(buffer[len(MAGIC) + 8:len(MAGIC) + 8 + n].tobytes())
         start = _aligned(len(MAGIC) + 8 + n)
-        if start + int(header["data_bytes"]) != len(buffer):
-            raise StoreError(f"size {len(buffer)} bytes, expected {start + int(header['data_bytes'])}: "
-                             "truncated or altered")
+        expected = start + int(header["data_bytes"])
+        if expected != len(buffer):
+            raise StoreError(f"size {len(buffer)} bytes, expected {expected}: truncated or altered")
         return header, start
     except StoreError:
         raise
