@@ -272,8 +272,9 @@ class _RowPool:
 
 class TokenAutomata:
     """Lazily built token-level automata of one grammar over one vocabulary. Safe to use from
-    several threads. Its caches share ``cache_bytes``: outcomes 3/8, masks by configuration
-    1/4, the stack-top trie 1/4, decoding masks 1/8; decoding steps keep one entry per 4 KiB
+    several threads. Its caches share ``cache_bytes``: outcomes 5/16, the lexer moves of whole
+    tokens 1/16, masks by configuration 1/4, the stack-top trie 1/4, decoding masks 1/8
+    (and derived token ids 1/8, in ``TokenGroups``); decoding steps keep one entry per 4 KiB
     of it (see ``GrammarCompiler``)."""
 
     def __init__(self, recognizer: Recognizer, vocab: Vocabulary, cache_bytes: int = 512 << 20,
@@ -288,7 +289,8 @@ class TokenAutomata:
         self._lengths = vocab.lengths.astype(np.int32)
         self._token_bytes = vocab.tokens
         items = max(64, cache_bytes // 4096)
-        self._outcomes = LRU(items, max_bytes=cache_bytes * 3 // 8)   # (raw lex, group) -> Outcome
+        self._outcomes = LRU(items, max_bytes=cache_bytes * 5 // 16)  # (raw lex, group) -> Outcome
+        self._moves = LRU(items, max_bytes=cache_bytes // 16)         # lexer state -> int32 [V] (see _moves_from)
         self._masks = LRU(items, max_bytes=cache_bytes // 4)          # (config, raw lex, group) -> (bits, floor)
         self._trie = LRU(items, max_bytes=cache_bytes // 4)           # (raw lex, group, top states) -> entry
         self._top = LRU(items, max_bytes=cache_bytes // 8)            # decoding state -> mask with EOS
@@ -322,11 +324,35 @@ class TokenAutomata:
         nxt = self._steps.get(key, False)
         if nxt is False:
             rec = self.recognizer
-            nxt, _ = rec.advance(state, self._token_bytes[token])
+            config, (s, fallback) = state
+            end = self._moves_from(s)[token] if fallback is None else -1
+            if end >= 0:   # no lexeme the parser sees ends inside the token: only the lexer moves
+                nxt = (config, (int(end), None))
+            else:
+                nxt, _ = rec.advance(state, self._token_bytes[token])
             if nxt is not None and not rec.is_viable(nxt)[0]:
                 nxt = None
             self._steps.put(key, nxt)
         return nxt
+
+    def _moves_from(self, s: int) -> np.ndarray:
+        """int32 [V]: the lexer state each token leads to from lexer state ``s`` (no fallback)
+        where it ends no lexeme but ignored ones and leaves no earlier match pending (its class
+        ends in a raw state without ``last``); -1 for the other tokens. For those tokens the
+        parser configuration stays as it is: ``Recognizer.advance`` gives the same state."""
+        moves = self._moves.get(s)
+        if moves is None:
+            out = self.outcome((s, None), 0)
+            moves = np.full(self.words * 32, -1, np.int32)
+            for (t, last), bits in zip(out.dense_ends, out.dense_bits):
+                if last is None:
+                    moves[_bits_to_ids(bits)] = t
+            for i, (t, last) in enumerate(out.sparse_ends):
+                if last is None:
+                    moves[out.sparse_ids[out.sparse_starts[i]:out.sparse_starts[i + 1]]] = t
+            moves = _readonly(moves)
+            self._moves.put(s, moves, moves.nbytes)
+        return moves
 
     def _fallback_tokens(self, config: Config, s: int) -> np.ndarray:
         """Tokens that a decoding state at lexer state ``s`` passes to its fallback: those the

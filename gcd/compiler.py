@@ -246,6 +246,7 @@ class GrammarCompiler:
         self.cache_bytes = cache_bytes
         self.explore_configs = 1000    # parser configurations explored from the start
         self.warm_masks = 1000         # of them, those whose masks compiling computes
+        self.warm_inside = 1000        # masks computed for them inside a lexeme (each kept in the cache file)
 
     def compile(self, grammar: Grammar | str) -> CompiledGrammar:
         if isinstance(grammar, str):
@@ -292,15 +293,17 @@ class GrammarCompiler:
         return CompiledGrammar(grammar, self.vocab, automata, time.perf_counter() - t0, key)
 
     def _precompute(self, automata: TokenAutomata, deadline: float) -> None:
-        """Lex the vocabulary from the lexeme starts of the first parser configurations, warm
-        their masks, then lex it from the mid-lexeme states tokens end in, until the deadline."""
+        """Until the deadline: lex the vocabulary from the lexeme starts of the first parser
+        configurations, warm their masks, lex it from the mid-lexeme states tokens end in,
+        then warm the masks of those configurations inside a lexeme (in a key, a number,
+        whitespace: where most tokens leave the text)."""
         from tqdm.auto import tqdm
 
         rec = automata.recognizer
         configs = automata.explore(self.explore_configs)
         starts = list(dict.fromkeys(rec.lexeme_start(c)[0] for c in configs))
         warm = configs[: self.warm_masks]
-        with tqdm(total=len(starts) + len(warm), desc="gcd: compiling grammar", delay=1.0,
+        with tqdm(total=len(starts) + 2 * len(warm), desc="gcd: compiling grammar", delay=1.0,
                   disable=not self.progress, leave=False) as bar:
             todo, seen = [], set(starts)
             for lex in starts:
@@ -317,7 +320,17 @@ class GrammarCompiler:
                 if time.perf_counter() > deadline:
                     return
                 self._more(automata, lex, seen, todo)
-                bar.total = bar.n + len(todo) - i
+                bar.total = bar.n + len(todo) - i + len(warm)   # the mid-lexeme masks come last
+                bar.update()
+            inside = self.warm_inside
+            for config in warm:
+                for s in rec.lexer.reachable(rec.lexeme_start(config)[0][0]):
+                    state = (config, (s, None))
+                    if rec.is_viable(state)[0]:
+                        automata.mask(state)
+                        inside -= 1
+                    if inside <= 0 or time.perf_counter() > deadline:
+                        return
                 bar.update()
 
     @staticmethod

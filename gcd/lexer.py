@@ -92,6 +92,16 @@ class Lexer:
                     self._starts[mask] = s
         return s
 
+    def reachable(self, s: int) -> list[int]:
+        """The states a lexeme reaches from ``s`` (``s`` excluded), breadth-first."""
+        seen, order = {s}, [s]
+        for state in order:
+            for t in self.rows[state]:
+                if t >= 0 and t not in seen:
+                    seen.add(t)
+                    order.append(t)
+        return order[1:]
+
     def is_start(self, s: int) -> bool:
         return self.keys[s][0] == _START
 

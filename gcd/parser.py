@@ -259,9 +259,15 @@ class Parser:
         return hit
 
     def is_accepting(self, config: Config) -> tuple[bool, int]:
-        """Can the input end here? And the floor read."""
-        mask, floor = self.next_terminals(config)
-        return bool(mask >> self.end & 1), floor
+        """Can the input end here? And the floor read (the reductions on $END alone: inside a
+        nested construct there are none)."""
+        end, floor = 1 << self.table.end, min(node.height for node in config)
+        for node in config:
+            m, f = self._node_takes(node, end)
+            floor = min(floor, f)
+            if m:
+                return True, floor
+        return False, floor
 
     def expected(self, config: Config) -> int:
         """Terminals with an action in some top state (what Lark's contextual lexer admits)."""

@@ -142,16 +142,16 @@ class Recognizer:
                 accepting, f = self.parser.is_accepting(config)
                 return accepting, min(floor, f)
             m = self.lexer.match_before(s, END)
-            if m >= 0:
-                after, f = self.after_lexeme(config, m)
+            if m >= 0:   # the lexeme ends with the text: the parser takes it, then the end
+                after, f = self.advance_parser(config, m)
                 floor = min(floor, f)
                 if after is None:
                     return False, floor
-                config, (s, fallback) = after
-            elif fallback is None:
+                accepting, f = self.parser.is_accepting(after)
+                return accepting, min(floor, f)
+            if fallback is None:
                 return False, floor
-            else:
-                config, (s, fallback) = fallback
+            config, (s, fallback) = fallback
 
     # -- raw states, inside a token -------------------------------------------------------
     def advance_raw(self, config: Config, lex: RawLex, data: bytes) -> tuple[tuple[Config, RawLex] | None, int]:

@@ -78,7 +78,9 @@ def read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
             f.seek(start)
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
-        return _arrays(header, buffer[start:], digest.hexdigest())
+        # plain ndarray views of the map: numpy's memmap subclass makes every operation on a
+        # derived array pay for a may_share_memory check against the whole map
+        return _arrays(header, buffer[start:].view(np.ndarray), digest.hexdigest())
     except OSError as e:
         raise StoreError(f"unreadable: {e}") from None
 

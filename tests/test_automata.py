@@ -147,3 +147,55 @@ def test_a_fallback_that_stays_alive():
         assert m.consume_token(t)
         prefix += vocab.token_bytes(t)
     assert grammar.accepts(b"'a''b'") and grammar.accepts(b"'a' 'b'") and not grammar.accepts(b"'a''")
+
+
+def _check_moves(compiled: gcd.CompiledGrammar, walks: list[list[int]], candidates) -> int:
+    """Along each walk, compare the lexer-only shortcut (``_moves_from``) with
+    ``Recognizer.advance`` for ``candidates(matcher)``; returns how many tokens took it."""
+    automata, rec, vocab = compiled.automata, compiled.automata.recognizer, compiled.vocab
+    checked = 0
+    for ids in walks:
+        m = compiled.matcher()
+        for t in ids:
+            config, (s, fallback) = m._state
+            moves = automata._moves_from(s)
+            for c in candidates(m):
+                if fallback is None and moves[c] >= 0:
+                    checked += 1
+                    assert rec.advance(m._state, vocab.token_bytes(c))[0] == (config, (int(moves[c]), None))
+            assert m.consume_token(t)
+    return checked
+
+
+@pytest.mark.parametrize("name", ["json", "sql"])
+def test_lexer_only_moves_equal_the_recognizers_steps(name, workloads, smollm2_vocab):
+    """The shortcut for tokens that end no lexeme the parser sees leads to the state
+    ``Recognizer.advance`` reaches byte by byte, for allowed and random tokens alike."""
+    grammar, docs = workloads[name]
+    compiled = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False, precompute_seconds=0).compile(grammar)
+    rng = np.random.default_rng(0)
+
+    def candidates(m):
+        allowed = m.allowed_token_ids()
+        return np.concatenate([rng.choice(allowed, min(30, len(allowed)), replace=False),
+                               rng.integers(0, smollm2_vocab.size, 30)]).tolist()
+
+    assert _check_moves(compiled, [ids[:-1] for ids in docs[:6]], candidates) > 500
+
+
+def test_lexer_only_moves_keep_live_fallbacks():
+    """A token that passes a match and reads on (``''`` inside a string, where the string may
+    also end and a new one begin) leaves a live fallback: the shortcut must not take it."""
+    text = "start: STRING+\nSTRING: /'([^']|'')*'/\n%ignore \" \"\n"
+    pieces = [b"'", b"''", b"a", b"'a", b"a'", b" ", b"'' ", b"a''", b"'''", None]
+    vocab = gcd.Vocabulary(pieces, eos_token_id=len(pieces) - 1)
+    compiled = gcd.GrammarCompiler(vocab, cache=False, progress=False).compile(text)
+    rng = np.random.default_rng(5)
+    walks = []
+    for _ in range(20):
+        m, walk = compiled.matcher(), []
+        for _ in range(8):
+            walk.append(int(rng.choice([t for t in m.allowed_token_ids().tolist() if t != len(pieces) - 1])))
+            m.consume_token(walk[-1])
+        walks.append(walk)
+    assert _check_moves(compiled, walks, lambda m: range(len(pieces) - 1)) > 200
