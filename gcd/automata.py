@@ -21,6 +21,7 @@ same construct at another nesting depth is a cache hit.
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 from dataclasses import dataclass, replace
 
@@ -253,7 +254,7 @@ class _RowPool:
                 where.append(len(dense))
                 dense.append(row)
         return {"dense": np.stack(dense) if dense else np.zeros((0, self.words), np.uint32),
-                "ids": np.concatenate(ids) if ids else np.zeros(0, np.int32),
+                "ids": _compact_ids(ids, self.words),
                 "starts": np.array(starts, np.int64), "where": np.array(where, np.int64)}
 
     @staticmethod
@@ -336,14 +337,16 @@ class TokenAutomata:
         return nxt
 
     def _moves_from(self, s: int) -> np.ndarray:
-        """int32 [V]: the lexer state each token leads to from lexer state ``s`` (no fallback)
-        where it ends no lexeme but ignored ones and leaves no earlier match pending (its class
-        ends in a raw state without ``last``); -1 for the other tokens. For those tokens the
-        parser configuration stays as it is: ``Recognizer.advance`` gives the same state."""
+        """[V]: the lexer state each token leads to from lexer state ``s`` (no fallback) where
+        it ends no lexeme but ignored ones and leaves no earlier match pending (its class ends
+        in a raw state without ``last``); -1 for the other tokens. For those tokens the parser
+        configuration stays as it is: ``Recognizer.advance`` gives the same state. int16 while
+        the lexer has fewer than 2^15 states."""
         moves = self._moves.get(s)
         if moves is None:
             out = self.outcome((s, None), 0)
-            moves = np.full(self.words * 32, -1, np.int32)
+            dtype = np.int16 if self.recognizer.lexer.n_states < 1 << 15 else np.int32
+            moves = np.full(self.words * 32, -1, dtype)
             for (t, last), bits in zip(out.dense_ends, out.dense_bits):
                 if last is None:
                     moves[_bits_to_ids(bits)] = t
@@ -626,7 +629,7 @@ class TokenAutomata:
     # -- compile time -------------------------------------------------------------------
     def explore(self, budget: int = 1000) -> list:
         """Parser configurations reachable from the initial one, breadth-first, skipping those
-        whose top three stack states were seen already (they rarely lead anywhere new)."""
+        whose ``shape`` was seen already."""
         rec = self.recognizer
         parser = rec.parser
         classes = parser.table.terminal_class
@@ -639,11 +642,29 @@ class TokenAutomata:
                     continue
                 tried.add(classes[t])
                 nxt, _ = parser.advance(config, t)
-                key = frozenset(_top(node, 3) for node in nxt)
+                key = shape(nxt)
                 if key not in seen and len(seen) < budget:
                     seen.add(key)
                     queue.append(nxt)
         return queue
+
+    def walk(self, rng: random.Random, length: int) -> list:
+        """The parser configurations along a random walk from the initial one: ``length``
+        terminals, each drawn uniformly from the classes of those the configuration takes
+        (neither ignored ones nor $END). Walks reach the nested contexts (a subquery in a
+        condition in a join) that breadth-first exploration runs out of budget before."""
+        rec = self.recognizer
+        parser = rec.parser
+        classes = parser.table.terminal_class
+        config, out = parser.initial, []
+        for _ in range(length):
+            takes = parser.next_terminals(config)[0] & ~rec.ignore_mask & ~(1 << parser.end)
+            options = list({classes[t]: t for t in _bits(takes)}.values())
+            if not options:
+                break
+            config, _ = parser.advance(config, rng.choice(options))
+            out.append(config)
+        return out
 
     # -- the cache file ---------------------------------------------------------------------
     def export(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -657,17 +678,21 @@ class TokenAutomata:
                              [[e.terminal, e.replay.hex(), e.group] for e in out.emits]])
             sparse_ids.append(out.sparse_ids)
             sparse_starts.append(out.sparse_starts)
-        trie = []
-        for (lex, group, states), entry in self._trie.items():
-            if entry is _DEEPER:
-                trie.append([_lex_json(lex), group, list(states), -1, 0])
-            else:
-                trie.append([_lex_json(lex), group, list(states), rows.add(entry[0]), entry[1]])
+        lexes: dict[RawLex, int] = {}
+        trie = {"lex": [], "group": [], "row": [], "depth": [], "starts": [0], "states": []}
+        for (lex, group, states), entry in self._trie.items():   # as arrays: a trie has tens of thousands
+            trie["lex"].append(lexes.setdefault(lex, len(lexes)))
+            trie["group"].append(group)
+            trie["row"].append(-1 if entry is _DEEPER else rows.add(entry[0]))
+            trie["depth"].append(0 if entry is _DEEPER else entry[1])
+            trie["states"].extend(states)
+            trie["starts"].append(len(trie["states"]))
         arrays = {f"groups.{k}": v for k, v in self.groups.export().items()}
         arrays.update({f"rows.{k}": v for k, v in rows.export().items()})
-        arrays["outcomes.sparse_ids"] = np.concatenate(sparse_ids) if sparse_ids else np.zeros(0, np.int32)
+        arrays.update({f"trie.{k}": np.array(v, np.int64 if k == "starts" else np.int32) for k, v in trie.items()})
+        arrays["outcomes.sparse_ids"] = _compact_ids(sparse_ids, self.words)
         arrays["outcomes.sparse_starts"] = np.concatenate(sparse_starts) if sparse_starts else np.zeros(0, np.int64)
-        return {"outcomes": outcomes, "trie": trie}, arrays
+        return {"outcomes": outcomes, "trie_lexes": [_lex_json(lex) for lex in lexes]}, arrays
 
     def restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         """Take what an ``export`` of automata for the same grammar, lexer and vocabulary holds."""
@@ -685,9 +710,13 @@ class TokenAutomata:
                           tuple(Emit(t, bytes.fromhex(r), g) for t, r, g in emits))
             i, j = i + int(starts[-1]), j + len(sparse_ends) + 1
             self._outcomes.put((_lex_tuple(lex), group), out, out.nbytes())
-        for lex, group, states, row, depth in meta["trie"]:
+        lexes = [_lex_tuple(lex) for lex in meta["trie_lexes"]]
+        starts, states = arrays["trie.starts"].tolist(), arrays["trie.states"].tolist()
+        for k, (lex, group, row, depth) in enumerate(zip(*(arrays[f"trie.{n}"].tolist()
+                                                            for n in ("lex", "group", "row", "depth")))):
             entry = _DEEPER if row < 0 else (rows[row], depth)
-            self._trie.put((_lex_tuple(lex), group, tuple(states)), entry, 64 if row < 0 else self._size(rows[row]))
+            self._trie.put((lexes[lex], group, tuple(states[starts[k]:starts[k + 1]])), entry,
+                           64 if row < 0 else self._size(rows[row]))
 
     def stats(self) -> dict:
         return {"token_outcomes": len(self._outcomes), "token_groups": len(self.groups),
@@ -775,6 +804,12 @@ def _bits(mask: int):
         mask ^= low
 
 
+def shape(config: Config) -> frozenset:
+    """The top three stack states of each stack of ``config``: configurations of one shape
+    rarely lead anywhere new."""
+    return frozenset(_top(node, 3) for node in config)
+
+
 def _top(node, k: int) -> tuple:
     out = []
     while node is not None and len(out) < k:
@@ -804,6 +839,12 @@ def _class_words(ids: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.nd
     index = key[first] & 0xFFFFFFFF
     word_starts = np.searchsorted(key[first] >> 32, np.arange(n + 1))
     return index, words, word_starts.astype(np.int64)
+
+
+def _compact_ids(parts: list[np.ndarray], words: int) -> np.ndarray:
+    """Token ids, concatenated, in 16 bits where the vocabulary allows (cache files)."""
+    dtype = np.uint16 if words * 32 <= 1 << 16 else np.int32
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
 
 def _ids_to_bits(ids: np.ndarray, words: int) -> np.ndarray:

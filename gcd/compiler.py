@@ -13,6 +13,7 @@ import functools
 import gc
 import hashlib
 import os
+import random
 import re
 import threading
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gcd import store
-from gcd.automata import TokenAutomata, vocabulary_groups
+from gcd.automata import TokenAutomata, shape, vocabulary_groups
 from gcd.grammar import Grammar
 from gcd.parser import ParseTable
 from gcd.recognizer import Recognizer
@@ -223,9 +224,11 @@ class GrammarCompiler:
     ``cache=False`` turns the disk cache off (default: on, unless ``$GCD_CACHE=0``).
     ``progress``: show a progress bar on compiles that take more than a second.
     ``precompute_seconds``: how long compiling may spend lexing the vocabulary from the
-    lexer states decoding will meet and warming the masks of the first parser
-    configurations, so that first visits do not stall (default: 0.5 s plus 2 s per 50k
-    tokens, at most 12 s; it stops earlier when there is nothing left to do).
+    lexer states decoding will meet and warming the masks of the parser configurations it
+    will meet first (breadth-first from the start, then along seeded random walks), so that
+    first visits do not stall (default: 0.5 s plus 1.7 s per 50k tokens, at most 12 s; it
+    stops earlier when there is nothing left to do, or after ``warm_inside`` masks inside
+    lexemes and ``walk_masks`` along walks).
     ``cache_bytes``: the budget of each compiled grammar's in-memory caches (default 512 MiB):
     masks and token outcomes stay within it, and the parser's and recogniser's caches keep one
     entry per 4 KiB of it (a few hundred bytes each); beyond that the least recently used
@@ -241,12 +244,15 @@ class GrammarCompiler:
         self.cache = os.environ.get("GCD_CACHE", "1") != "0" if cache is None else cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.progress = progress
-        self.precompute_seconds = (min(12.0, 0.5 + 2 * vocab.size / 50_000) if precompute_seconds is None
+        self.precompute_seconds = (min(12.0, 0.5 + 1.7 * vocab.size / 50_000) if precompute_seconds is None
                                    else precompute_seconds)
         self.cache_bytes = cache_bytes
         self.explore_configs = 1000    # parser configurations explored from the start
         self.warm_masks = 1000         # of them, those whose masks compiling computes
         self.warm_inside = 1000        # masks computed for them inside a lexeme (each kept in the cache file)
+        self.walk_length = 60          # terminals per random parser walk, after those
+        self.walk_patience = 30        # walks stop after this many found nothing new
+        self.walk_masks = 2000         # or after computing this many masks (each kept in the cache file)
 
     def compile(self, grammar: Grammar | str) -> CompiledGrammar:
         if isinstance(grammar, str):
@@ -330,8 +336,34 @@ class GrammarCompiler:
                         automata.mask(state)
                         inside -= 1
                     if inside <= 0 or time.perf_counter() > deadline:
-                        return
+                        break
                 bar.update()
+                if inside <= 0 or time.perf_counter() > deadline:
+                    break
+            self._wander(automata, seen, todo, {(shape(c), rec.lexeme_start(c)[0]) for c in configs}, deadline)
+
+    def _wander(self, automata: TokenAutomata, seen: set, todo: list, known: set, deadline: float) -> None:
+        """Random parser walks (seeded: the same every compile) until ``walk_patience`` walks in
+        a row meet no configuration of a new (shape, lexeme start), or ``walk_masks`` masks are
+        computed: for each new one, lex the vocabulary from its lexeme start if that is new and
+        warm its mask there."""
+        rec, rng, idle, masks = automata.recognizer, random.Random(0), 0, 0
+        while idle < self.walk_patience and masks < self.walk_masks:
+            idle += 1
+            for config in automata.walk(rng, self.walk_length):
+                start = rec.lexeme_start(config)[0]
+                key = (shape(config), start)
+                if key in known:
+                    continue
+                known.add(key)
+                idle = 0
+                if start not in seen:
+                    seen.add(start)
+                    self._more(automata, start, seen, todo)
+                automata.mask((config, start))
+                masks += 1
+                if masks >= self.walk_masks or time.perf_counter() > deadline:
+                    return
 
     @staticmethod
     def _more(automata: TokenAutomata, lex: tuple, seen: set, todo: list) -> None:
