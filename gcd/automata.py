@@ -34,6 +34,7 @@ from gcd.vocab import Vocabulary
 
 DENSE_CLASS = 512          # classes with at least this many tokens are stored as bitsets
 SMALL_GROUP = 8            # emit groups up to this size are checked token by token
+SMALL_WALK = 64            # groups up to this size are lexed token by token, in plain Python
 _DEEPER = "deeper"         # mask-trie entry: the computation read deeper than this level
 
 
@@ -563,8 +564,44 @@ class TokenAutomata:
 
     def _lex_group(self, lex: RawLex, group: int) -> Outcome:
         s0, last0 = lex
-        lexer = self.recognizer.lexer
+        accept = self.recognizer.lexer.accept_array
         ids, offsets = self.groups.ids(group), self.groups.offsets(group)
+        walk = self._walk_few if len(ids) <= SMALL_WALK else self._walk_many
+        state, last_pos, last_term, death = walk(s0, ids, offsets)
+
+        # tokens read whole: by the raw lexer state they end in
+        whole = np.flatnonzero(death < 0)
+        classes: dict[RawLex, list] = {}
+        end_accepting = accept[state[whole]] >= 0
+        is_simple = end_accepting | ((last_pos[whole] < 0) & (last0 is None))
+        simple = whole[is_simple]
+        for t, members in _group_by(state[simple], simple):
+            classes[(t, None)] = [members]
+        for i in whole[~is_simple].tolist():
+            tail = self._rest(ids[i], offsets[i])
+            if last_pos[i] >= 0:
+                last = (int(last_term[i]), tail[last_pos[i]:])
+            else:
+                last = (last0[0], last0[1] + tail)
+            classes.setdefault((int(state[i]), last), []).append(np.array([i]))
+
+        # tokens on which the lexeme ended: at their last match, or at the state's own
+        died = np.flatnonzero(death >= 0)
+        emits = []
+        inner = died[last_pos[died] >= 0]
+        for t, members in _group_by(last_term[inner], inner):
+            emits.append(Emit(t, b"", self.groups.add(ids[members], offsets[members] + last_pos[members])))
+        before_any = died[last_pos[died] < 0]
+        if len(before_any) and last0 is not None:
+            emits.append(Emit(last0[0], last0[1], self.groups.add(ids[before_any], offsets[before_any])))
+        return _classes_outcome({end: ids[np.concatenate(m)] for end, m in classes.items()}, self.words,
+                                tuple(emits))
+
+    def _walk_many(self, s0: int, ids: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Each token's rest run through the lexer DFA from ``s0``, all tokens at once: the state
+        it ends (or dies) in, where in the rest and on which terminal its last match ended (-1:
+        none), and where it died (-1: read whole)."""
+        lexer = self.recognizer.lexer
         rem = self._lengths[ids] - offsets
         n = len(ids)
         state = np.full(n, s0, dtype=np.int32)
@@ -595,33 +632,27 @@ class TokenAutomata:
             state[active] = nxt
             j += 1
             active = active[rem.take(active) > j]
+        return state, last_pos, last_term, death
 
-        # tokens read whole: by the raw lexer state they end in
-        whole = np.flatnonzero(death < 0)
-        classes: dict[RawLex, list] = {}
-        end_accepting = accept[state[whole]] >= 0
-        simple = whole[end_accepting | ((last_pos[whole] < 0) & (last0 is None))]
-        for t, members in _group_by(state[simple], simple):
-            classes[(t, None)] = [members]
-        for i in np.setdiff1d(whole, simple, assume_unique=True).tolist():
-            tail = self._rest(ids[i], offsets[i])
-            if last_pos[i] >= 0:
-                last = (int(last_term[i]), tail[last_pos[i]:])
-            else:
-                last = (last0[0], last0[1] + tail)
-            classes.setdefault((int(state[i]), last), []).append(np.array([i]))
-
-        # tokens on which the lexeme ended: at their last match, or at the state's own
-        died = np.flatnonzero(death >= 0)
-        emits = []
-        inner = died[last_pos[died] >= 0]
-        for t, members in _group_by(last_term[inner], inner):
-            emits.append(Emit(t, b"", self.groups.add(ids[members], offsets[members] + last_pos[members])))
-        before_any = died[last_pos[died] < 0]
-        if len(before_any) and last0 is not None:
-            emits.append(Emit(last0[0], last0[1], self.groups.add(ids[before_any], offsets[before_any])))
-        return _classes_outcome({end: ids[np.concatenate(m)] for end, m in classes.items()}, self.words,
-                                tuple(emits))
+    def _walk_few(self, s0: int, ids: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``_walk_many`` token by token: for a few tokens, plain lists beat numpy's cost per call."""
+        lexer = self.recognizer.lexer
+        rows, before, accept = lexer.rows, lexer.before_rows, lexer.accept
+        out = []
+        for token, offset in zip(ids.tolist(), offsets.tolist()):
+            s, last_pos, last_term, death = s0, -1, -1, -1
+            for j, b in enumerate(self._token_bytes[token][offset:]):
+                m = accept[s] if before[s] is None else before[s][b]
+                if m >= 0:
+                    last_pos, last_term = j, m
+                t = rows[s][b]
+                if t < 0:
+                    death = j
+                    break
+                s = t
+            out.append((s, last_pos, last_term, death))
+        columns = np.array(out, dtype=np.int32).reshape(len(out), 4)
+        return columns[:, 0], columns[:, 1], columns[:, 2], columns[:, 3]
 
     def _rest(self, token: int, offset: int) -> bytes:
         return self._token_bytes[token][offset:]

@@ -199,3 +199,34 @@ def test_lexer_only_moves_keep_live_fallbacks():
             m.consume_token(walk[-1])
         walks.append(walk)
     assert _check_moves(compiled, walks, lambda m: range(len(pieces) - 1)) > 200
+
+
+CALLS = r"""
+start: (call | NAME)+
+call: FUNC "(" [start] ")"
+FUNC: /[a-z_]+(?=\()/
+NAME: /[a-z_]+/
+%ignore " "
+"""
+
+
+@pytest.mark.parametrize("name", ["json", "sql", "calls"])
+def test_both_vocabulary_walks_agree(name, workloads, smollm2_vocab):
+    """Lexing a few tokens one by one (plain Python) and many at once (numpy) give the same
+    end states, last matches and deaths, from lexeme starts and from inside lexemes, for whole
+    tokens and for rests; "calls" has a terminal that ends in a lookahead."""
+    grammar = gcd.Grammar(CALLS) if name == "calls" else workloads[name][0]
+    compiled = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False).compile(grammar)
+    automata, lexer = compiled.automata, compiled.automata.recognizer.lexer
+    rng = np.random.default_rng(1)
+    lengths = smollm2_vocab.lengths
+    parens = [t for t in range(smollm2_vocab.size) if b"(" in (smollm2_vocab.token_bytes(t) or b"")[1:]]
+    for s in rng.choice(lexer.n_states, min(40, lexer.n_states), replace=False).tolist():
+        ids = np.concatenate([rng.choice(np.flatnonzero(lengths > 0), 150, replace=False),
+                              rng.choice(parens, 50, replace=False)])   # where a lookahead decides
+        rng.shuffle(ids)
+        offsets = (rng.random(200) * lengths[ids]).astype(np.int64)   # rests, some empty
+        offsets[:100] = 0                                              # and whole tokens
+        few, many = automata._walk_few(s, ids, offsets), automata._walk_many(s, ids, offsets)
+        for a, b in zip(few, many):
+            assert a.tolist() == b.tolist()
