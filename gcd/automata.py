@@ -292,7 +292,7 @@ class TokenAutomata:
         self._token_bytes = vocab.tokens
         items = max(64, cache_bytes // 4096)
         self._outcomes = LRU(items, max_bytes=cache_bytes * 5 // 16)  # (raw lex, group) -> Outcome
-        self._moves = LRU(items, max_bytes=cache_bytes // 16)         # lexer state -> int32 [V] (see _moves_from)
+        self._moves = LRU(items, max_bytes=cache_bytes // 16)         # lexer state -> [V] (see _moves_from)
         self._masks = LRU(items, max_bytes=cache_bytes // 4)          # (config, raw lex, group) -> (bits, floor)
         self._trie = LRU(items, max_bytes=cache_bytes // 4)           # (raw lex, group, top states) -> entry
         self._top = LRU(items, max_bytes=cache_bytes // 8)            # decoding state -> mask with EOS
@@ -733,6 +733,7 @@ class TokenAutomata:
                                           self.words)]
         sparse_ids, sparse_starts = arrays["outcomes.sparse_ids"], arrays["outcomes.sparse_starts"]
         i = j = 0
+        outcomes = []
         for lex, group, dense_ends, dense_rows, sparse_ends, emits in meta["outcomes"]:
             starts = sparse_starts[j:j + len(sparse_ends) + 1]
             dense = np.stack([rows[r] for r in dense_rows]) if dense_rows else np.zeros((0, self.words), np.uint32)
@@ -740,14 +741,16 @@ class TokenAutomata:
                           tuple(map(_lex_tuple, sparse_ends)), sparse_ids[i:i + int(starts[-1])], starts,
                           tuple(Emit(t, bytes.fromhex(r), g) for t, r, g in emits))
             i, j = i + int(starts[-1]), j + len(sparse_ends) + 1
-            self._outcomes.put((_lex_tuple(lex), group), out, out.nbytes())
+            outcomes.append(((_lex_tuple(lex), group), out, out.nbytes()))
+        self._outcomes.load(outcomes)
         lexes = [_lex_tuple(lex) for lex in meta["trie_lexes"]]
+        sizes = [self._size(r) for r in rows]
         starts, states = arrays["trie.starts"].tolist(), arrays["trie.states"].tolist()
-        for k, (lex, group, row, depth) in enumerate(zip(*(arrays[f"trie.{n}"].tolist()
-                                                            for n in ("lex", "group", "row", "depth")))):
-            entry = _DEEPER if row < 0 else (rows[row], depth)
-            self._trie.put((lexes[lex], group, tuple(states[starts[k]:starts[k + 1]])), entry,
-                           64 if row < 0 else self._size(rows[row]))
+        self._trie.load(((lexes[lex], group, tuple(states[lo:hi])),
+                         _DEEPER if row < 0 else (rows[row], depth), 64 if row < 0 else sizes[row])
+                        for lex, group, row, depth, lo, hi in zip(
+                            *(arrays[f"trie.{n}"].tolist() for n in ("lex", "group", "row", "depth")),
+                            starts, starts[1:]))
 
     def stats(self) -> dict:
         return {"token_outcomes": len(self._outcomes), "token_groups": len(self.groups),

@@ -44,15 +44,29 @@ class LRU:
 
     def put(self, key: Hashable, value: Any, nbytes: int = 0) -> None:
         with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            self._data[key] = (value, nbytes)
-            self._bytes += nbytes
-            while len(self._data) > self.max_items or (
-                    self.max_bytes is not None and self._bytes > self.max_bytes and len(self._data) > 1):
-                _, (_, size) = self._data.popitem(last=False)
-                self._bytes -= size
+            self._add(key, value, nbytes)
+            self._evict()
+
+    def load(self, entries) -> None:
+        """Put many ``(key, value, nbytes)`` entries, least recently used first (as ``items()``
+        lists them), under one lock: restoring a cache file puts tens of thousands."""
+        with self._lock:
+            for key, value, nbytes in entries:
+                self._add(key, value, nbytes)
+            self._evict()
+
+    def _add(self, key: Hashable, value: Any, nbytes: int) -> None:
+        old = self._data.pop(key, None)
+        if old is not None:
+            self._bytes -= old[1]
+        self._data[key] = (value, nbytes)
+        self._bytes += nbytes
+
+    def _evict(self) -> None:
+        while len(self._data) > self.max_items or (
+                self.max_bytes is not None and self._bytes > self.max_bytes and len(self._data) > 1):
+            _, (_, size) = self._data.popitem(last=False)
+            self._bytes -= size
 
     def items(self) -> list[tuple[Hashable, Any]]:
         """A snapshot of the entries, least recently used first."""

@@ -250,7 +250,7 @@ class GrammarCompiler:
         self.explore_configs = 1000    # parser configurations explored from the start
         self.warm_masks = 1000         # of them, those whose masks compiling computes
         self.warm_inside = 1000        # masks computed for them inside a lexeme (each kept in the cache file)
-        self.walk_length = 60          # terminals per random parser walk, after those
+        self.walk_length = 60          # terminals per seeded random parser walk (after the breadth-first ones)
         self.walk_patience = 30        # walks stop after this many found nothing new
         self.walk_masks = 2000         # or after computing this many masks (each kept in the cache file)
 
@@ -300,9 +300,9 @@ class GrammarCompiler:
 
     def _precompute(self, automata: TokenAutomata, deadline: float) -> None:
         """Until the deadline: lex the vocabulary from the lexeme starts of the first parser
-        configurations, warm their masks, lex it from the mid-lexeme states tokens end in,
-        then warm the masks of those configurations inside a lexeme (in a key, a number,
-        whitespace: where most tokens leave the text)."""
+        configurations (breadth-first), warm their masks, lex it from the mid-lexeme states
+        tokens end in, warm the masks of those configurations inside a lexeme (in a key, a
+        number, whitespace: where most tokens leave the text), then along random walks."""
         from tqdm.auto import tqdm
 
         rec = automata.recognizer
@@ -338,15 +338,19 @@ class GrammarCompiler:
                     if inside <= 0 or time.perf_counter() > deadline:
                         break
                 bar.update()
-                if inside <= 0 or time.perf_counter() > deadline:
+                if time.perf_counter() > deadline:
+                    return
+                if inside <= 0:
                     break
-            self._wander(automata, seen, todo, {(shape(c), rec.lexeme_start(c)[0]) for c in configs}, deadline)
+            bar.total = bar.n + self.walk_masks
+            known = {(shape(c), rec.lexeme_start(c)[0]) for c in configs}
+            self._wander(automata, seen, todo, known, deadline, bar)
 
-    def _wander(self, automata: TokenAutomata, seen: set, todo: list, known: set, deadline: float) -> None:
+    def _wander(self, automata: TokenAutomata, seen: set, todo: list, known: set, deadline: float, bar) -> None:
         """Random parser walks (seeded: the same every compile) until ``walk_patience`` walks in
-        a row meet no configuration of a new (shape, lexeme start), or ``walk_masks`` masks are
-        computed: for each new one, lex the vocabulary from its lexeme start if that is new and
-        warm its mask there."""
+        a row meet no configuration of a new (shape, lexeme start), ``walk_masks`` masks are
+        computed or the deadline passes: for each new one, lex the vocabulary from its lexeme
+        start if that is new and warm its mask there."""
         rec, rng, idle, masks = automata.recognizer, random.Random(0), 0, 0
         while idle < self.walk_patience and masks < self.walk_masks:
             idle += 1
@@ -362,6 +366,7 @@ class GrammarCompiler:
                     self._more(automata, start, seen, todo)
                 automata.mask((config, start))
                 masks += 1
+                bar.update()
                 if masks >= self.walk_masks or time.perf_counter() > deadline:
                     return
 
