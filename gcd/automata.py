@@ -14,9 +14,9 @@ the lexer DFA with numpy gathers, one byte position at a time, and splits the gr
 
 None of this depends on the parser, so outcomes are cached per (lexer state, group) and
 shared by all parser configurations. The mask of a group under a configuration is cached
-twice: by the exact configuration, and under the states of the top of the stack down to
-the deepest one its computation read (the floor the parser and recogniser return), so the
-same construct at another nesting depth is a cache hit.
+under the states of the top of the stack down to the deepest one its computation read (the
+floor the parser and recogniser return), so the same construct at another nesting depth is
+a cache hit; where the stack is not a single one that deep, by the exact configuration.
 """
 from __future__ import annotations
 
@@ -275,9 +275,9 @@ class _RowPool:
 class TokenAutomata:
     """Lazily built token-level automata of one grammar over one vocabulary. Safe to use from
     several threads. Its caches share ``cache_bytes``: outcomes 5/16, the lexer moves of whole
-    tokens 1/16, masks by configuration 1/4, the stack-top trie 1/4, decoding masks 1/8
-    (and derived token ids 1/8, in ``TokenGroups``); decoding steps keep one entry per 4 KiB
-    of it (see ``GrammarCompiler``)."""
+    tokens 1/16, masks by configuration 1/8 (those the trie cannot hold), the stack-top trie
+    3/8, decoding masks 1/8 (and derived token ids 1/8, in ``TokenGroups``); decoding steps
+    keep one entry per 4 KiB of it (see ``GrammarCompiler``)."""
 
     def __init__(self, recognizer: Recognizer, vocab: Vocabulary, cache_bytes: int = 512 << 20,
                  shared_groups: dict[str, np.ndarray] | None = None) -> None:
@@ -293,8 +293,8 @@ class TokenAutomata:
         items = max(64, cache_bytes // 4096)
         self._outcomes = LRU(items, max_bytes=cache_bytes * 5 // 16)  # (raw lex, group) -> Outcome
         self._moves = LRU(items, max_bytes=cache_bytes // 16)         # lexer state -> [V] (see _moves_from)
-        self._masks = LRU(items, max_bytes=cache_bytes // 4)          # (config, raw lex, group) -> (bits, floor)
-        self._trie = LRU(items, max_bytes=cache_bytes // 4)           # (raw lex, group, top states) -> entry
+        self._masks = LRU(items, max_bytes=cache_bytes // 8)          # (config, raw lex, group) -> (bits, floor)
+        self._trie = LRU(items, max_bytes=cache_bytes * 3 // 8)       # (raw lex, group, top states) -> entry
         self._top = LRU(items, max_bytes=cache_bytes // 8)            # decoding state -> mask with EOS
         self._steps = LRU(items)                                      # (state, token) -> state | None
         eos = np.zeros(self.words * 32, dtype=bool)
@@ -383,7 +383,8 @@ class TokenAutomata:
     # -- masks of token groups -----------------------------------------------------------
     def group_mask(self, config: Config, lex: RawLex, group: int) -> tuple[np.ndarray, int]:
         """The tokens of ``group`` whose rests keep the text viable from ``(config, lex)``,
-        and the floor read; cached by the exact configuration and in the stack-top trie."""
+        and the floor read; cached in the stack-top trie, or where the stack is not a single
+        one down to the floor, by the exact configuration."""
         exact = (config, lex, group)
         hit = self._masks.get(exact)
         if hit is not None:
@@ -392,15 +393,13 @@ class TokenAutomata:
         chain = len(config) == 1
         if chain:
             hit = self._trie_get(lex, group, top)
-        if hit is None:
-            bits, floor = self._compute_mask(config, lex, group)
-            bits = _readonly(bits) if bits.any() else self._nothing
-            depth = max(0, top.height - floor)
-            if chain:
-                self._trie_put(lex, group, top, depth, bits)
-            hit = (bits, floor)
-        self._masks.put(exact, hit, self._size(hit[0]))
-        return hit
+            if hit is not None:
+                return hit
+        bits, floor = self._compute_mask(config, lex, group)
+        bits = _readonly(bits) if bits.any() else self._nothing
+        if not (chain and self._trie_put(lex, group, top, max(0, top.height - floor), bits)):
+            self._masks.put(exact, (bits, floor), self._size(bits))
+        return bits, floor
 
     def _trie_get(self, lex: RawLex, group: int, top) -> tuple[np.ndarray, int] | None:
         node, states = top, [top.state]
@@ -416,16 +415,19 @@ class TokenAutomata:
             node = node.parents[0]
             states.append(node.state)
 
-    def _trie_put(self, lex: RawLex, group: int, top, depth: int, bits: np.ndarray) -> None:
+    def _trie_put(self, lex: RawLex, group: int, top, depth: int, bits: np.ndarray) -> bool:
+        """Keep ``bits`` under the states down to ``depth``; False where the stack is not a
+        single one that deep."""
         node, states = top, [top.state]
         for _ in range(depth):
             if len(node.parents) != 1:
-                return  # not a single stack down to the depth read: only the exact cache
+                return False
             node = node.parents[0]
             states.append(node.state)
         for d in range(depth):
             self._trie.put((lex, group, tuple(states[:d + 1])), _DEEPER, 64)
         self._trie.put((lex, group, tuple(states)), (bits, depth), self._size(bits))
+        return True
 
     def _size(self, bits: np.ndarray) -> int:
         """What a cache entry holding ``bits`` costs: the shared empty mask costs nothing extra."""
