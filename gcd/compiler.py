@@ -328,9 +328,12 @@ class GrammarCompiler:
                 self._more(automata, lex, seen, todo)
                 bar.total = bar.n + len(todo) - i + len(warm)   # the mid-lexeme masks come last
                 bar.update()
-            inside = self.warm_inside
+            inside, reachable = self.warm_inside, {}   # lexeme start -> the states a lexeme reaches from it
             for config in warm:
-                for s in rec.lexer.reachable(rec.lexeme_start(config)[0][0]):
+                start = rec.lexeme_start(config)[0][0]
+                if start not in reachable:
+                    reachable[start] = rec.lexer.reachable(start)
+                for s in reachable[start]:
                     state = (config, (s, None))
                     if rec.is_viable(state)[0]:
                         automata.mask(state)
