@@ -39,6 +39,17 @@ kept with the bytes it gave each cell: a check whose cells it still fits is answ
 The kept charts may hold other derivations than a fresh check's, so where their witnesses all
 fail, a fresh check is made before the answer is called unknown.
 
+**Candidates for one cell in one pass** (``Canvas.candidates``, ``Canvas.try_texts``): the
+cell becomes a fork state with an arm per candidate (the arms' states numbered after the
+canvas's, so no cell moves); lexeme walks go along every arm and meet again past the cell,
+and every derived triple carries the bits of the candidates it can be derived through (set
+intersection when two triples combine, union over derivations). A run asks for some bits and
+works only on triples that carry one of them (the rest wait for a run that wants them), so
+asking in order of preference stops at the first candidate derived; a candidate whose work
+runs out does not fit, and that is final. One that is derived is verified like any check: a
+witness from its derivation in the pass (kept per bit), else from the witness chart brought to
+that candidate, else a fresh check.
+
 ``budget`` caps the worklist's steps; past it, ``BudgetExceeded``.
 """
 from __future__ import annotations
@@ -111,10 +122,10 @@ def _completion(grammar: Grammar, chunks: list, budget: int, memory: "_Memory | 
     tables = _tables(grammar)
 
     def chart(strict: bool) -> _Chart:
-        return (memory.chart(strict, tables, canvas, budget) if memory is not None
+        return (memory.chart(strict, tables, canvas, cells, budget) if memory is not None
                 else _Chart(canvas, tables, budget, store, strict))
 
-    def run(chart: _Chart) -> tuple | None:
+    def run(chart: _Chart) -> list:
         try:
             return chart.run()
         except BudgetExceeded:
@@ -124,35 +135,42 @@ def _completion(grammar: Grammar, chunks: list, budget: int, memory: "_Memory | 
 
     store: dict = {}
     decision = chart(False)
-    root = run(decision)
-    if root is None:
+    roots = run(decision)
+    if not roots:
         return None
     # witnesses: from a chart whose lexemes end where the lexer would end them, then from this one
     strict = chart(True)
-    for source, top in ((strict, run(strict)), (decision, root)):
-        if top is None:
-            continue
-        spans = source.spans(top)
-        for separator, alphabet in [(None, _PRINTABLE), (None, _LINES_FIRST),
-                                    *((sep, _PRINTABLE) for sep in tables.separators)]:
-            pieces = [[(byte, ("loop", a)) for byte in separator] if kind is None else source.lexeme(kind, a, b, alphabet)
-                      for kind, a, b in _separated(spans, canvas, separator is not None)]
-            placed = [pair for piece in pieces for pair in piece]
-            try:
-                word = bytes(byte for byte, _ in placed).decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            if grammar.accepts(word):
-                out = canvas.split(placed)
-                if memory is not None:
-                    memory.witness = out
-                return out
+    for source, found in ((strict, run(strict)), (decision, roots)):
+        out = _verified(grammar, tables, canvas, source, source.spans(found[0][0])) if found else None
+        if out is not None:
+            if memory is not None:
+                memory.witness = out
+            return out
     if memory is not None:   # the kept charts' derivations differ from a fresh check's: try one
         out = _completion(grammar, chunks, budget, None)
         memory.witness = out
         return out
     raise BudgetExceeded("a completion exists as a sequence of the grammar's terminals, but the witnesses tried "
                          "do not lex as a word under longest match; the answer is not known")
+
+
+def _verified(grammar: Grammar, tables: "_Tables", canvas: "_Canvas", chart: "_Chart",
+              spans: list[tuple[str | None, int, int]]) -> list[bytes] | None:
+    """The bytes each cell holds in the first word built from the lexemes ``spans`` (shortest
+    lexemes, printable text in holes, then newlines first, then separators between lexemes
+    that meet in a hole) that ``Grammar.accepts``; None if none is a word."""
+    for separator, alphabet in [(None, _PRINTABLE), (None, _LINES_FIRST),
+                                *((sep, _PRINTABLE) for sep in tables.separators)]:
+        pieces = [[(byte, ("loop", a)) for byte in separator] if kind is None else chart.lexeme(kind, a, b, alphabet)
+                  for kind, a, b in _separated(spans, canvas, separator is not None)]
+        placed = [pair for piece in pieces for pair in piece]
+        try:
+            word = bytes(byte for byte, _ in placed).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if grammar.accepts(word):
+            return canvas.split(placed)
+    return None
 
 
 def _cell(chunk) -> tuple | None:
@@ -196,27 +214,140 @@ class Canvas:
         return _completion(self.grammar, self.cells, self.budget, self._memory)
 
     def try_texts(self, i: int, texts: list) -> list[bool]:
-        """For each candidate cell in ``texts``, whether the canvas with it at ``i`` can be
-        completed (the canvas is left as it was). The chart outside cell ``i`` is shared by
-        the candidates: each costs the triples that read its cell."""
-        old = self.cells[i]
-        out = []
-        for text in texts:
-            self.cells[i] = text
-            out.append(self.can_complete())
-        self.cells[i] = old
+        """For each candidate text in ``texts``, whether the canvas with it at ``i`` can be
+        completed (the canvas is left as it was); see ``candidates``."""
+        options = self.candidates(i, texts)
+        return [options.fill(j) is not None for j in range(len(texts))]
+
+    def candidates(self, i: int, texts: list) -> "Candidates":
+        """Candidate texts (``str``/``bytes``) for cell ``i``, decided in one pass: the cell
+        becomes a fork into every candidate's bytes and each derived triple carries the set of
+        candidates it reads through (a bit mask), so the chart outside the cell and every
+        triple that reads it are derived once for all. A candidate no derivation reads through
+        does not fit (final); ``Candidates.fill(j)`` verifies the others one at a time, when
+        asked, with a witness built from that pass."""
+        return Candidates(self, i, texts)
+
+
+class Candidates:
+    """The answers of ``Canvas.candidates``: ``fill(j)`` is the bytes each cell holds in a word
+    with candidate ``j`` at the cell (None: none fits), as ``Canvas.fill`` with that text set
+    would say. The pass stops as soon as the candidate asked about is derived and goes on
+    from there when another is asked about (asking in order of preference, the first that
+    fits costs about one check; a candidate that does not fit costs the whole pass, which
+    then answers every other one too)."""
+
+    def __init__(self, canvas: Canvas, i: int, texts: list) -> None:
+        self._canvas, self._i = canvas, i
+        self._chunks = [[*canvas.cells[:i], t, *canvas.cells[i + 1:]] for t in texts]
+        self._fills: dict[int, list[bytes] | None] = {}
+        options = [_cell(t) for t in texts]
+        if any(o is not None and o[0] is None for o in options):
+            raise TypeError("a candidate is text (str or bytes), not a hole")
+        cells = [_cell(c) for c in canvas.cells]
+        usable = [j for j, o in enumerate(options) if o is not None]   # a lone surrogate never fits
+        if any(c is None for k, c in enumerate(cells) if k != i):
+            usable = []
+        self._bits = {j: 1 << n for n, j in enumerate(usable)}
+        self._roots: dict[int, tuple] = {}
+        self._refused = 0                            # bits the pass ran out of work for
+        self._tables = _tables(canvas.grammar)
+        if usable:
+            memory = canvas._memory
+            cells[i] = (_Choice(tuple(options[j][0] for j in usable)), 0, 0)
+            self._union = memory.prepare(cells)
+            self._chart = memory.chart(False, self._tables, self._union, cells, canvas.budget)
+            self._moves = memory.moves[False]
+
+    def fill(self, j: int) -> list[bytes] | None:
+        """The bytes each cell holds in a word with candidate ``j`` at the cell, or None."""
+        if j not in self._fills:
+            self._fills[j] = self._fill(j)
+        return self._fills[j]
+
+    def _fill(self, j: int) -> list[bytes] | None:
+        canvas, memory, tables = self._canvas, self._canvas._memory, self._tables
+        if j not in self._roots and (j not in self._bits or self._bits[j] & self._refused):
+            return None                              # no derivation reads through it: final
+        cells = [_cell(c) for c in self._chunks[j]]
+        kept = memory.witness_for(cells)
+        if kept is not None:
+            return kept
+        intact = memory.charts.get(False) is self._chart and memory.moves[False] == self._moves
+        if j not in self._roots:
+            if not intact:                           # the pass is gone: a check of its own
+                return _completion(canvas.grammar, self._chunks[j], canvas.budget, memory)
+            self._run(self._bits[j])
+            if j not in self._roots:
+                return None
+        # a witness: from the pass (no chart to run), then from the witness chart brought to this candidate
+        out = None
+        if intact:
+            room = list(memory.room)
+            room[self._i] = max(room[self._i], len(cells[self._i][0]))
+            line = _Canvas.of(cells, room)
+            place = self._placement(j, room[self._i] - memory.room[self._i])
+            spans = [(kind, place(a), place(b)) for kind, a, b in self._chart.spans(self._roots[j], self._bits[j])]
+            out = _verified(canvas.grammar, tables, line, _Chart(line, tables, canvas.budget, {}), spans)
+        if out is None:
+            line = memory.prepare(cells)
+            strict = memory.chart(True, tables, line, cells, canvas.budget)
+            try:
+                found = strict.run()
+            except BudgetExceeded:
+                memory.charts.pop(True)
+                raise
+            out = _verified(canvas.grammar, tables, line, strict, strict.spans(found[0][0])) if found else None
+        if out is None:                              # the kept charts' derivations differ from a fresh check's
+            out = _completion(canvas.grammar, self._chunks[j], canvas.budget, None)
+        memory.witness = out
         return out
+
+    def _run(self, want: int) -> None:
+        """Go on with the pass until the candidates ``want`` are derived or nothing is left."""
+        memory = self._canvas._memory
+        try:
+            roots = self._chart.run(want)
+        except BudgetExceeded:
+            memory.charts.pop(False)
+            raise
+        found = 0
+        for root, bits in roots:
+            found |= bits
+            for j, bit in self._bits.items():
+                if bits & bit:
+                    self._roots.setdefault(j, root)
+        self._refused |= want & ~found
+
+    def _placement(self, j: int, grown: int):
+        """State numbers of the canvas with the choice -> those of the canvas with candidate ``j``
+        (whose cell has ``grown`` more positions)."""
+        fork = self._union.starts[self._i]
+        join, arms = self._union.fork[fork]
+        first = arms[list(self._bits).index(j)][0]
+        after = self._union.starts[self._i + 1] if self._i + 1 < len(self._union.starts) else self._union.final
+        end = first + len(_cell(self._chunks[j][self._i])[0])
+
+        def place(s: int) -> int:
+            if s == fork:
+                return fork if first != join else join + grown
+            if first <= s < end and first != join:
+                return fork + (s - first)
+            return s + grown if s >= after else s
+        return place
 
 
 class _Memory:
-    """What a ``Canvas`` keeps between checks: the room each cell has, the cells of the last
-    check, every terminal's lexeme ends from every state, the decision chart, the last witness."""
+    """What a ``Canvas`` keeps between checks: the room each cell has, every terminal's lexeme
+    ends from every state, the two charts (decision, witness) with the cells each was last
+    brought to, the last witness."""
 
     def __init__(self) -> None:
         self.room: list[int] | None = None
-        self.cells: list | None = None
         self.store: dict = {}                   # (p, terminal, strict) -> (ends, extend, last state read)
         self.charts: dict[bool, _Chart] = {}    # strict -> chart
+        self.cells: dict[bool, list] = {}       # strict -> the cells its chart and lexeme ends are of
+        self.moves = {False: 0, True: 0}        # strict -> how often its chart was brought to other cells
         self.witness: list[bytes] | None = None
 
     def witness_for(self, cells: list) -> list[bytes] | None:
@@ -230,42 +361,56 @@ class _Memory:
         return w
 
     def prepare(self, cells: list) -> "_Canvas":
-        """The canvas of ``cells``; the kept lexeme ends and charts brought up to it."""
+        """The canvas of ``cells``, each cell with the room it keeps (when one outgrows it, all
+        get more and everything kept is dropped)."""
         size = [_positions(c) for c in cells]
         if self.room is None or len(self.room) != len(cells) or any(s > r for s, r in zip(size, self.room)):
             self.room = [max(2 * s, 8) for s in size]
-            self.cells = None
+            self.cells.clear()
             self.charts.clear()
             self.store.clear()
-        canvas = _Canvas.of(cells, self.room)
-        if self.cells is not None:
-            changed = [k for k, (a, b) in enumerate(zip(self.cells, cells)) if a != b]
-            if changed:
-                lo, hi = canvas.starts[changed[0]], canvas.begins[changed[-1] + 1]   # their loops sit up to hi
-                stale = [k for k, v in self.store.items() if v[2] >= lo and k[0] <= hi]
-                # a lexeme the lexer ends only if it stops there may be read differently now from
-                # the first end of a walk that read the change on
-                cut = min((min(self.store[k][0]) for k in stale if k[2] and self.store[k][0]), default=lo)
-                for key in stale:
-                    del self.store[key]
-                for strict, chart in self.charts.items():
-                    chart.resume(min(cut, lo) if strict else lo, hi)
-        self.cells = list(cells)
-        return canvas
+        return _Canvas.of(cells, self.room)
 
-    def chart(self, strict: bool, tables: "_Tables", canvas: "_Canvas", budget: int) -> "_Chart":
-        """The kept chart (``strict``: of the lexer's lexeme ends), set to the prepared canvas."""
+    def chart(self, strict: bool, tables: "_Tables", canvas: "_Canvas", cells: list, budget: int) -> "_Chart":
+        """The kept chart (``strict``: of the lexer's lexeme ends) and its lexeme ends brought
+        to ``cells`` (``canvas``, prepared): what read the cells that changed is dropped."""
         chart = self.charts.get(strict)
-        if chart is None or chart.tables is not tables:
+        if chart is not None and chart.tables is not tables:
+            chart = None
+        before = self.cells.get(strict)
+        changed = [k for k, (a, b) in enumerate(zip(before, cells)) if a != b] if before is not None else []
+        if changed:
+            lo, hi = canvas.starts[changed[0]], canvas.begins[changed[-1] + 1]   # their loops sit up to hi
+            stale = [k for k, v in self.store.items()   # (walks from a candidate's bytes: all)
+                     if k[2] == strict and (v[2] >= lo and k[0] <= hi or k[0] > canvas.final)]
+            # a lexeme the lexer ends only if it stops there may be read differently now from
+            # the first end of a walk that read the change on
+            cut = min((self.store[k][0][0][0] for k in stale if strict and self.store[k][0]), default=lo)
+            for key in stale:
+                del self.store[key]
+            if chart is not None:
+                chart.resume(min(cut, lo), hi, canvas.final)
+        if changed or chart is None:
+            self.moves[strict] += 1
+        if chart is None:
             chart = self.charts[strict] = _Chart(canvas, tables, budget, self.store, strict)
+        self.cells[strict] = list(cells)
         chart.canvas, chart.budget = canvas, budget
         return chart
 
 
 def _positions(cell: tuple) -> int:
-    """How many byte positions a cell takes on the canvas."""
+    """How many byte positions a cell takes on the canvas (a choice: its fork state)."""
     text, lo, hi = cell
+    if isinstance(text, _Choice):
+        return 1
     return len(text) if text is not None else (lo if hi is None else hi)
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """The text of a cell that holds one of several candidates (``Canvas.candidates``)."""
+    texts: tuple[bytes, ...]
 
 
 # -- the canvas --------------------------------------------------------------------------
@@ -277,7 +422,11 @@ class _Canvas:
     numbers when a cell grows); ``data[s]`` is that byte, or any byte where ``wild[s]``, and
     may be left out where ``skip[s]``; ``loop[s]``: a hole of any length sits at state ``s``.
     ``starts[k]``: where cell ``k``'s positions begin; ``begins[k]``: the state where it begins
-    (an empty cell's is the next one's); words run from ``begins[0]`` to ``final``."""
+    (an empty cell's is the next one's); words run from ``begins[0]`` to ``final``. A choice
+    cell begins with a fork state, which reads no byte and leads to each candidate's first
+    position (or past the cell, for an empty one) with the candidate's bit: ``fork[s]``; the
+    candidates' positions come after ``final`` (their last byte leads past the cell), so the
+    states of the cells keep their numbers."""
     data: bytes
     nxt: tuple[int, ...]
     loop: tuple[bool, ...]
@@ -287,6 +436,7 @@ class _Canvas:
     begins: tuple[int, ...]
     final: int
     loop_cell: dict                      # loop state -> the hole cell it belongs to
+    fork: dict                           # fork state -> (state past the cell, ((first state, bit), ...))
 
     @staticmethod
     def of(cells: list, room: list[int] | None = None) -> "_Canvas":
@@ -299,11 +449,23 @@ class _Canvas:
         canon = [final] * (len(cells) + 1)   # the state where cell k begins (empty cells share the next one's)
         for k in range(len(cells) - 1, -1, -1):
             canon[k] = starts[k] if size[k] else canon[k + 1]
-        data, nxt = bytearray(final), list(range(1, final + 1))
-        loop, wild, skip = [False] * (final + 1), [False] * (final + 1), [False] * (final + 1)
-        loop_cell = {}
+        arms = sum(len(option) for text, _, _ in cells if isinstance(text, _Choice) for option in text.texts)
+        data, nxt = bytearray(final + 1 + arms), list(range(1, final + 2 + arms))
+        loop, wild, skip = [False] * (final + 1 + arms), [False] * (final + 1 + arms), [False] * (final + 1 + arms)
+        loop_cell, fork = {}, {}
+        at = final + 1                        # candidates' bytes: after the canvas, so no cell moves
         for k, (text, lo, hi) in enumerate(cells):
             b, n = starts[k], size[k]
+            if isinstance(text, _Choice):
+                firsts = []
+                for bit, option in enumerate(text.texts):
+                    data[at:at + len(option)] = option
+                    firsts.append((at if option else canon[k + 1], 1 << bit))
+                    at += len(option)
+                    if option:
+                        nxt[at - 1] = canon[k + 1]
+                fork[b] = (canon[k + 1], tuple(firsts))
+                continue
             if text is not None:
                 data[b:b + n] = text
             else:
@@ -316,7 +478,7 @@ class _Canvas:
             if n:
                 nxt[b + n - 1] = canon[k + 1]
         return _Canvas(bytes(data), tuple(nxt), tuple(loop), tuple(wild), tuple(skip), tuple(starts),
-                       tuple(canon), final, loop_cell)
+                       tuple(canon), final, loop_cell, fork)
 
     @property
     def start(self) -> int:
@@ -426,45 +588,53 @@ def _short_lexemes(trans: np.ndarray, accepting: np.ndarray) -> list[bytes]:
 
 class _Chart:
     """Terminal edges over the canvas and the worklist of derived triples, with one
-    derivation kept per triple (for the witness). ``store`` memoises lexeme ends (a
-    ``Canvas`` shares it between checks)."""
+    derivation kept per triple (for the witness). On a canvas with a choice cell, a triple
+    has a tag: the bits of the candidates it can be derived through (none kept: all of
+    them), and keeps for each bit the first derivation that gave it. ``store`` memoises
+    lexeme ends (a ``Canvas`` shares it between checks)."""
 
     def __init__(self, canvas: _Canvas, tables: _Tables, budget: int, store: dict, strict: bool = False) -> None:
         self.canvas, self.tables, self.budget, self.store, self.strict = canvas, tables, budget, store, strict
         self.ends: dict[tuple[int, str], set[int]] = {}     # (p, X) -> {q}
         self.starts: dict[tuple[int, str], set[int]] = {}   # (q, X) -> {p}
-        self.back: dict[tuple[int, str, int], tuple] = {}
-        self.queue: deque = deque()
+        self.back: dict[tuple[int, str, int], tuple] = {}   # triple -> its first derivation
+        self.tags: dict[tuple[int, str, int], int] = {}     # triple -> its bits, where not all
+        self.via: dict[tuple[int, str, int], list[tuple[int, tuple]]] = {}   # tagged triple -> [(bits, derivation)]
+        self.queue: deque = deque()                         # (p, X, q, bits new to it; -1: all)
+        self.later: list[tuple] = []                        # queued for candidates not asked about yet
         self.seeded: dict[int, int] = {}                    # seeded state -> last state its lexemes read
         self._reseed: list[int] = []
         self._reach = tables.reach
-        self._ignored: dict[int, tuple[dict, int]] = {}
+        self._ignored: dict[int, tuple[dict, dict, int]] = {}
         self._extend: set[tuple[str, int, int]] = set()   # strict: lexemes that must read hole text at their end
 
-    def resume(self, lo: int, hi: int) -> None:
+    def resume(self, lo: int, hi: int, final: int) -> None:
         """Go on with a canvas whose states up to ``hi`` may be read otherwise from ``lo`` on
-        (set ``canvas`` before running): the triples that span any of ``lo..hi`` are dropped,
-        and the states left of them whose lexemes read into them are seeded again when the
-        worklist runs."""
-        for t in [t for t in self.back if t[2] >= lo and t[0] <= hi]:
+        (set ``canvas`` before running): the triples that span any of ``lo..hi`` or read a
+        candidate's bytes (states past ``final``) are dropped, and the states left of them
+        whose lexemes read into them are seeded again when the worklist runs."""
+        for t in [t for t in self.back if t[2] >= lo and t[0] <= hi or t[0] > final]:
             p, x, q = t
             del self.back[t]
             self.ends[(p, x)].discard(q)
             self.starts[(q, x)].discard(p)
-        self.queue = deque(t for t in self.queue if t in self.back)
+            self.tags.pop(t, None)
+            self.via.pop(t, None)
+        self.queue = deque(t for t in self.queue if t[:3] in self.back)
+        self.later = [t for t in self.later if t[:3] in self.back]
         for p, last in list(self.seeded.items()):
-            if lo <= p <= hi:
+            if lo <= p <= hi or p > final:
                 del self.seeded[p]
             elif p < lo <= last:
                 del self.seeded[p]
                 self._reseed.append(p)
-        self._ignored = {p: v for p, v in self._ignored.items() if p > hi or v[1] < lo}
+        self._ignored = {p: v for p, v in self._ignored.items() if hi < p <= final or v[2] < lo}
         self._extend = {e for e in self._extend if e[2] < lo or e[1] > hi}
 
     # edges
-    def _edge(self, p: int, name: str) -> tuple[list[int], list[int], int]:
-        """(the ends of ``name``'s lexemes from ``p``, those that must read hole text at
-        their end (strict), the last state whose byte the walk read)."""
+    def _edge(self, p: int, name: str) -> tuple[list[tuple[int, int]], list[int], int]:
+        """(the ends of ``name``'s lexemes from ``p`` with their tags, those that must read hole
+        text at their end (strict), the last state whose byte the walk read)."""
         key = (p, name, self.strict)
         hit = self.store.get(key)
         if hit is None:
@@ -477,16 +647,16 @@ class _Chart:
             self._extend.update((name, p, q) for q in hit[1])
         return hit
 
-    def _lexer_ends(self, p: int, name: str, ends: list[int]) -> tuple[list[int], list[int]]:
-        """Of ``ends``, those the lexer can also end at (a heuristic for witnesses, never for
-        "no"): not where the same terminal matches on through fixed text, and not a lexeme of
-        fixed text that a terminal the lexer prefers on a tie also matches (a keyword that
-        ``NAME`` matches too); before a hole, such a lexeme must go on into the hole (the
-        second list)."""
+    def _lexer_ends(self, p: int, name: str, ends: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[int]]:
+        """Of ``ends`` (on a canvas without a choice), those the lexer can also end at (a
+        heuristic for witnesses, never for "no"): not where the same terminal matches on
+        through fixed text, and not a lexeme of fixed text that a terminal the lexer prefers on
+        a tie also matches (a keyword that ``NAME`` matches too); before a hole, such a lexeme
+        must go on into the hole (the second list)."""
         canvas = self.canvas
         out, extend = [], []
-        for i, q in enumerate(ends):
-            nxt = ends[i + 1] if i + 1 < len(ends) else None
+        for i, (q, tag) in enumerate(ends):
+            nxt = ends[i + 1][0] if i + 1 < len(ends) else None
             if nxt is not None and canvas.fixed(q, nxt):
                 continue
             if canvas.fixed(p, q) and self._preferred(canvas.text(p, q)) != name:
@@ -496,9 +666,8 @@ class _Chart:
                 if self._lexeme(name, p, q, _PRINTABLE) is None:
                     continue
                 extend.append(q)
-            out.append(q)
+            out.append((q, tag))
         return out, extend
-
     def _preferred(self, text: bytes) -> str | None:
         """The terminal the lexer takes for ``text`` on a tie among those that match it whole."""
         best = None
@@ -513,34 +682,56 @@ class _Chart:
                 best = name
         return best
 
-    def _walk(self, p: int, name: str) -> tuple[list[int], int]:
-        """(the ends of ``name``'s lexemes from ``p``, the last state whose byte was read)."""
+
+    def _walk(self, p: int, name: str) -> tuple[list[tuple[int, int]], int]:
+        """(the ends of ``name``'s lexemes from ``p``, each with the bits of the candidates it
+        reads through, -1 for all; the last state whose byte was read). At a fork the walk goes
+        on along each candidate; those that meet past the choice in the same DFA states go on
+        from there as one."""
         trans, accepting = self.tables.terminals[name]
         canvas = self.canvas
-        data, loop, wild, skip, nxt, final = canvas.data, canvas.loop, canvas.wild, canvas.skip, canvas.nxt, canvas.final
-        if not loop[p] and p != final and not wild[p] and trans[0, data[p]] < 0:
+        data, loop, wild, skip, nxt, final, fork = (canvas.data, canvas.loop, canvas.wild, canvas.skip, canvas.nxt,
+                                                    canvas.final, canvas.fork)
+        if not loop[p] and p != final and not wild[p] and p not in fork and trans[0, data[p]] < 0:
             return [], p                      # the first byte already fails
-        states = self._close(name, {0}) if loop[p] else {0}
-        out = []
-        s = p
-        while True:
-            self._spend(len(states))
-            if any(accepting[d] for d in states):
-                out.append(s)
-            if s == final:
-                return out, s
-            if wild[s]:
-                after = {e for d in states for e in self._any(name, d)}
-                if skip[s]:
-                    after |= states
-            else:
-                byte = data[s]
-                after = {e for d in states if (e := int(trans[d, byte])) >= 0}
-            if not after:
-                return out, s
-            s = nxt[s]
-            states = self._close(name, after) if loop[s] else after
-
+        ends: dict[int, int] = {}
+        walks = [(p, self._close(name, {0}) if loop[p] else {0}, -1, None)]
+        met: dict[tuple[int, frozenset], int] = {}   # (state past the choice, DFA states) -> bits
+        last = p
+        while walks or met:
+            if not walks:
+                walks = [(s, set(states), bits, None) for (s, states), bits in met.items()]
+                met = {}
+            s, states, bits, join = walks.pop()
+            while True:
+                if s == join:             # past the choice: wait for the other candidates' walks
+                    key = (s, frozenset(states))
+                    met[key] = met.get(key, 0) | bits
+                    break
+                self._spend(len(states))
+                if any(accepting[d] for d in states):
+                    ends[s] = ends.get(s, 0) | bits
+                last = max(last, s)
+                if s == final:
+                    break
+                if s in fork:
+                    join, arms = fork[s]
+                    for first, bit in arms:
+                        if bits & bit:
+                            walks.append((first, self._close(name, states) if loop[first] else states, bits & bit, join))
+                    break
+                if wild[s]:
+                    after = {e for d in states for e in self._any(name, d)}
+                    if skip[s]:
+                        after |= states
+                else:
+                    byte = data[s]
+                    after = {e for d in states if (e := int(trans[d, byte])) >= 0}
+                if not after:
+                    break
+                s = nxt[s]
+                states = self._close(name, after) if loop[s] else after
+        return sorted(ends.items()), last
     def _any(self, name: str, d: int) -> list[int]:
         """The DFA states one byte (any) leads to from ``d``."""
         key = (name, -1 - d)
@@ -567,27 +758,30 @@ class _Chart:
             out |= r
         return out
 
-    def ignored(self, p: int) -> tuple[dict[int, tuple | None], int]:
-        """(the states reachable from ``p`` through ignored lexemes and left-out bytes, each with
-        (its predecessor, the ignored terminal or None for a left-out byte); the last state read)."""
+    def ignored(self, p: int) -> tuple[dict[int, int], dict[int, list[tuple]], int]:
+        """(the states reachable from ``p`` through ignored lexemes and left-out bytes, each
+        with its bits; how each was reached: [(predecessor, ignored terminal or None for a
+        left-out byte, bits)], first first; the last state read)."""
         hit = self._ignored.get(p)
         if hit is None:
-            out: dict = {p: None}
-            queue, last = deque([p]), p
+            final = self.canvas.final
+            reach, how = {p: -1}, {p: []}
+            queue, last = deque([(p, -1)]), p
             while queue:
-                a = queue.popleft()
+                a, bits = queue.popleft()
                 last = max(last, a)
-                if a != self.canvas.final and self.canvas.skip[a] and self.canvas.nxt[a] not in out:
-                    out[self.canvas.nxt[a]] = (a, None)
-                    queue.append(self.canvas.nxt[a])
+                steps = ([] if a == final or not self.canvas.skip[a] else [(self.canvas.nxt[a], None, bits)])
                 for name in self.tables.ignore:
                     ends, _, read = self._edge(a, name)
                     last = max(last, read)
-                    for b in ends:
-                        if b not in out:
-                            out[b] = (a, name)
-                            queue.append(b)
-            hit = self._ignored[p] = (out, last)
+                    steps += [(b, name, bits & tag) for b, tag in ends]
+                for b, name, tag in steps:
+                    new = tag & ~reach.get(b, 0)
+                    if new:
+                        reach[b] = reach.get(b, 0) | new
+                        how.setdefault(b, []).append((a, name, new))
+                        queue.append((b, new))
+            hit = self._ignored[p] = (reach, how, last)
         return hit
 
     def _spend(self, n: int) -> None:
@@ -596,71 +790,118 @@ class _Chart:
             raise BudgetExceeded("the completion check ran out of its budget")
 
     # worklist
-    def add(self, p: int, name: str, q: int, how: tuple) -> None:
+    def add(self, p: int, name: str, q: int, bits: int, how: tuple) -> None:
+        """Derive the triple (p, name, q) through the candidates ``bits`` (-1: all), by ``how``."""
+        t = (p, name, q)
         if q in self.ends.get((p, name), ()):
-            return
-        self.ends.setdefault((p, name), set()).add(q)
-        self.starts.setdefault((q, name), set()).add(p)
-        self.back[(p, name, q)] = how
-        self.queue.append((p, name, q))
+            old = self.tags.get(t, -1)
+            bits &= ~old
+            if not bits:
+                return
+            self.tags[t] = old | bits
+            self.via[t].append((bits, how))
+        else:
+            self.ends.setdefault((p, name), set()).add(q)
+            self.starts.setdefault((q, name), set()).add(p)
+            self.back[t] = how
+            if bits != -1:
+                self.tags[t] = bits
+                self.via[t] = [(bits, how)]
+        self.queue.append((p, name, q, bits))
 
     def _seed(self, p: int) -> None:
         """Terminal triples from ``p``: ignored text, then a lexeme."""
-        reach, last = self.ignored(p)
-        for mid in reach:
+        reach, _, last = self.ignored(p)
+        for mid, bits in reach.items():
             for name in self.tables.lexical:
                 ends, _, read = self._edge(mid, name)
                 last = max(last, read)
-                for q in ends:
-                    self.add(p, name, q, ("lexeme", mid))
+                for q, tag in ends:
+                    if bits & tag:
+                        self.add(p, name, q, bits & tag, ("lexeme", mid))
         self.seeded[p] = last
 
-    def run(self) -> tuple | None:
-        """Derive triples from the canvas's start on; the start triple spanning the canvas, or None."""
-        tables, start, final = self.tables, self.canvas.start, self.canvas.final
-        for q in list(self.ends.get((start, tables.start), ())):   # carried over from an earlier check
-            if final in self.ignored(q)[0]:
-                return (start, tables.start, q)
+    def run(self, want: int = -1) -> list[tuple[tuple, int]]:
+        """Derive triples from the canvas's start on until the start triples spanning the canvas
+        cover the bits ``want`` (-1: any one, on a canvas without a choice) or nothing is left
+        to derive for them (work only other candidates need waits for a run that wants them);
+        those start triples with their bits."""
+        tables, start, final, top = self.tables, self.canvas.start, self.canvas.final, self.tables.start
+        roots: list[tuple[tuple, int]] = []
+        found = 0
+
+        def spans_all(p: int, x: str, q: int, bits: int) -> bool:
+            nonlocal found
+            if x == tables.start and p == start:
+                bits &= self.ignored(q)[0].get(final, 0)
+                if bits & ~found:
+                    roots.append(((p, x, q), bits & ~found))
+                    found |= bits
+            return found & want == want
+
+        for q in list(self.ends.get((start, top), ())):   # carried over from an earlier check
+            if spans_all(start, top, q, self.tags.get((start, top, q), -1)):
+                return roots
+        if self.later:
+            waiting = self.later
+            self.queue.extend(item for item in waiting if item[3] & want)
+            self.later = [item for item in waiting if not item[3] & want]
         if start not in self.seeded:
             self._seed(start)
         while self._reseed:
             self._seed(self._reseed.pop())
-        seeded, units, firsts, seconds, ends, starts, add = (self.seeded, tables.units, tables.firsts, tables.seconds,
-                                                             self.ends, self.starts, self.add)
+        seeded, units, firsts, seconds, ends, starts, add, tags = (
+            self.seeded, tables.units, tables.firsts, tables.seconds, self.ends, self.starts, self.add, self.tags)
         while self.queue:
+            p, x, q, bits = item = self.queue.popleft()
+            if x == top and p == start and spans_all(p, x, q, bits):
+                self.queue.appendleft(item)   # not combined yet: left for a later check
+                return roots
+            if not bits & want:
+                self.later.append(item)
+                continue
             self._spend(1)
-            p, x, q = self.queue.popleft()
-            if x == tables.start and p == start and final in self.ignored(q)[0]:
-                self.queue.appendleft((p, x, q))   # not combined yet: left for a later check
-                return (p, x, q)
             if q not in seeded:
                 self._seed(q)
+            if tags:   # a choice: a triple there already may gain bits
+                for a in units.get(x, ()):
+                    add(p, a, q, bits, ("unit", x))
+                for a, c in firsts.get(x, ()):
+                    for r in list(ends.get((q, c), ())):
+                        if bits & tags.get((q, c, r), -1):
+                            add(p, a, r, bits & tags.get((q, c, r), -1), ("pair", x, q, c))
+                for a, b in seconds.get(x, ()):
+                    for o in list(starts.get((p, b), ())):
+                        if bits & tags.get((o, b, p), -1):
+                            add(o, a, q, bits & tags.get((o, b, p), -1), ("pair", b, p, x))
+                continue
             for a in units.get(x, ()):
                 if q not in ends.get((p, a), ()):
-                    add(p, a, q, ("unit", x))
+                    add(p, a, q, -1, ("unit", x))
             for a, c in firsts.get(x, ()):
                 have = ends.get((p, a), ())
                 for r in list(ends.get((q, c), ())):
                     if r not in have:
-                        add(p, a, r, ("pair", x, q, c))
+                        add(p, a, r, -1, ("pair", x, q, c))
                         have = ends[(p, a)]
             for a, b in seconds.get(x, ()):
                 for o in list(starts.get((p, b), ())):
                     if q not in ends.get((o, a), ()):
-                        add(o, a, q, ("pair", b, p, x))
-        return None
+                        add(o, a, q, -1, ("pair", b, p, x))
+        return roots
 
     # witness
-    def spans(self, root: tuple) -> list[tuple[str | None, int, int]]:
-        """The lexemes of the derivation of ``root`` as (terminal, from, to), ignored text
-        included (terminal name of an ignored lexeme)."""
+    def spans(self, root: tuple, bit: int = -1) -> list[tuple[str | None, int, int]]:
+        """The lexemes of a derivation of ``root`` through the candidate ``bit`` (-1: no
+        choice) as (terminal, from, to), ignored text included (terminal name of an ignored
+        lexeme)."""
         out: list = []
         stack = [root]
         while stack:
             p, x, q = stack.pop()
-            how = self.back[(p, x, q)]
+            how = next(how for bits, how in self.via[(p, x, q)] if bits & bit) if (p, x, q) in self.via else self.back[(p, x, q)]
             if how[0] == "lexeme":
-                out += self._ignored_path(p, how[1])
+                out += self._ignored_path(p, how[1], bit)
                 out.append((x, how[1], q))
             elif how[0] == "unit":
                 stack.append((p, how[1], q))
@@ -668,14 +909,14 @@ class _Chart:
                 _, b, mid, c = how
                 stack.append((mid, c, q))   # popped after the left part
                 stack.append((p, b, mid))
-        out += self._ignored_path(root[2], self.canvas.final)
+        out += self._ignored_path(root[2], self.canvas.final, bit)
         return out
 
-    def _ignored_path(self, a: int, b: int) -> list[tuple[str, int, int]]:
-        pred = self.ignored(a)[0]
+    def _ignored_path(self, a: int, b: int, bit: int) -> list[tuple[str, int, int]]:
+        how = self.ignored(a)[1]
         path = []
         while b != a:
-            prev, name = pred[b]
+            prev, name, _ = next(step for step in how[b] if step[2] & bit)
             if name is not None:   # None: a left-out byte
                 path.append((name, prev, b))
             b = prev

@@ -124,6 +124,75 @@ def test_a_canvas_changed_cell_by_cell_equals_brute_force(pairs, data):
             assert grammar.accepts(word) and all(pattern([c]).fullmatch(f) for c, f in zip(cells, fill)), (cells, fill)
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_candidates_for_one_cell_equal_brute_force(pairs, data):
+    """Several candidate texts for one cell, decided in one pass (``Canvas.candidates``),
+    answer each as brute force does, on a canvas that was checked before (kept charts) or
+    not, and the canvas's own answers afterwards are still brute force's."""
+    grammar, language = pairs
+    cell = st.one_of(HOLES, st.text(ALPHABET, max_size=3))
+    cells = data.draw(st.lists(cell, min_size=1, max_size=5))
+    canvas = gcd.Canvas(grammar, cells)
+    if data.draw(st.booleans()):
+        canvas.can_complete()
+    i = data.draw(st.integers(0, len(cells) - 1))
+    texts = data.draw(st.lists(st.text(ALPHABET, max_size=3), min_size=1, max_size=6))
+    options = canvas.candidates(i, texts)
+    for j in data.draw(st.permutations(range(len(texts)))):   # asked in any order
+        trial = cells[:i] + [texts[j]] + cells[i + 1:]
+        fill = options.fill(j)
+        assert (fill is not None) == any(fits(trial, w) for w in language), (trial, fill)
+        if fill is not None:
+            assert grammar.accepts(b"".join(fill).decode()) and fill[i] == texts[j].encode(), (trial, fill)
+    assert canvas.cells == cells and canvas.can_complete() == any(fits(cells, w) for w in language)
+
+
+def test_candidates_arguments(pairs):
+    """Text no UTF-8 holds never fits; a hole is no candidate; the canvas's own cells stay."""
+    grammar, _ = pairs
+    canvas = gcd.Canvas(grammar, ["(", None, ")"])
+    assert canvas.try_texts(1, ["0", "\ud800", "x,1", "((", b"1"]) == [True, False, True, False, True]
+    assert canvas.try_texts(1, []) == [] and canvas.cells == ["(", None, ")"]
+    with pytest.raises(TypeError):
+        canvas.candidates(1, ["0", None])
+    assert gcd.Canvas(grammar, ["\ud800", None]).try_texts(1, ["0"]) == [False]
+
+
+@pytest.mark.parametrize("name", ["json", "sql"])
+def test_candidates_equal_checks_one_at_a_time(name):
+    """On JSON and SQL canvases (cells of a word, some of them holes), a pass over the
+    candidates for one cell (the right piece, pieces of other places, wrong characters, the
+    empty text, a text longer than the cell's room) gives each the answer of a fresh check
+    with that candidate set; a witness is a word holding the candidate."""
+    import random
+
+    grammar = gcd.Grammar.from_file(ROOT / "grammars" / f"{name}.lark")
+    text = ('{"name": "Tom", "tags": ["a", "b"], "n": -1.5e2, "ok": true}' if name == "json" else
+            "SELECT a, b FROM t AS x JOIN u ON x.id = u.id WHERE s = 'O''Brien' LIMIT 5;")
+    rng = random.Random(2)
+    pieces = pieces_of(text, rng, 1, 4)
+    kinds = [None, gcd.Hole(1), gcd.Hole(0, 3), gcd.Hole(1, 1)]
+    for _ in range(6 if name == "json" else 2):   # SQL's fresh checks take ~0.5 s each
+        cells = [rng.choice(kinds) if rng.random() < 0.4 else p for p in pieces]
+        canvas = gcd.Canvas(grammar, cells)
+        outcome(canvas.can_complete)
+        for _ in range(3 if name == "json" else 2):
+            i = rng.randrange(len(cells))
+            texts = [pieces[i], *rng.sample(pieces, 4), *rng.sample(['"', "]", "x", " ", ",", "'", "1", "("], 3), "",
+                     " " * 10 + pieces[i]]   # longer than the room the cell has
+            options = canvas.candidates(i, texts)
+            for j, t in enumerate(texts):
+                trial = cells[:i] + [t] + cells[i + 1:]
+                fresh = outcome(lambda: gcd.can_complete(grammar, trial))
+                fill = outcome(lambda: options.fill(j))
+                got = fill if isinstance(fill, str) else fill is not None
+                assert got == fresh or (fresh == "unknown" and got is True), (trial, got, fresh)
+                if got is True:
+                    assert grammar.accepts(b"".join(fill).decode()) and fill[i] == t.encode()
+            assert canvas.cells == cells
+
+
 @pytest.mark.parametrize("name, text", [("json", None), ("config", CONFIG)])
 def test_words_cut_into_chunks_can_be_completed(name, text):
     grammar = gcd.Grammar.from_file(ROOT / "grammars" / "json.lark") if text is None else gcd.Grammar(text)
@@ -210,6 +279,16 @@ def test_budget_and_arguments():
     assert gcd.complete(grammar, [None]) is not None and gcd.complete(grammar, []) is None
 
 
+def pieces_of(text: str, rng, shortest: int, longest: int) -> list[str]:
+    """``text`` in pieces of ``shortest`` to ``longest`` characters (random lengths)."""
+    pieces = []
+    while text:
+        n = rng.randint(shortest, longest)
+        pieces.append(text[:n])
+        text = text[n:]
+    return pieces
+
+
 def outcome(check) -> bool | str:
     """True, False, or "unknown" (BudgetExceeded: the loose reading says yes, no witness is a word)."""
     try:
@@ -230,11 +309,7 @@ def test_incremental_checks_equal_from_scratch_checks(name, text):
 
     grammar = gcd.Grammar.from_file(ROOT / "grammars" / "json.lark") if name == "json" else gcd.Grammar(CONFIG)
     rng = random.Random(0)
-    pieces = []
-    while text:
-        n = rng.randint(2, 5)
-        pieces.append(text[:n])
-        text = text[n:]
+    pieces = pieces_of(text, rng, 2, 5)
     unknown = 0
     for order in range(3):   # masked cells: at least their length, any length, at most their length
         cells = [[gcd.Hole(len(p.encode())), None, gcd.Hole(0, len(p.encode()))][order] for p in pieces]
@@ -269,11 +344,7 @@ def test_random_changes_equal_from_scratch_checks():
     kinds = [None, gcd.Hole(1), gcd.Hole(0, 3), gcd.Hole(1, 1)]
     rng = random.Random(1)
     for text in queries * 3:
-        pieces = []
-        while text:
-            n = rng.randint(1, 4)
-            pieces.append(text[:n])
-            text = text[n:]
+        pieces = pieces_of(text, rng, 1, 4)
         cells = [rng.choice(kinds) if rng.random() < 0.5 else p for p in pieces]
         canvas = gcd.Canvas(grammar, cells)
         for _ in range(15):
