@@ -602,6 +602,7 @@ class _Chart:
         self.via: dict[tuple[int, str, int], list[tuple[int, tuple]]] = {}   # tagged triple -> [(bits, derivation)]
         self.queue: deque = deque()                         # (p, X, q, bits new to it; -1: all)
         self.later: list[tuple] = []                        # queued for candidates not asked about yet
+        self.forked = False                                 # has run on a canvas with a choice
         self.seeded: dict[int, int] = {}                    # seeded state -> last state its lexemes read
         self._reseed: list[int] = []
         self._reach = tables.reach
@@ -613,13 +614,15 @@ class _Chart:
         (set ``canvas`` before running): the triples that span any of ``lo..hi`` or read a
         candidate's bytes (states past ``final``) are dropped, and the states left of them
         whose lexemes read into them are seeded again when the worklist runs."""
-        for t in [t for t in self.back if t[2] >= lo and t[0] <= hi or t[0] > final]:
+        forked, self.forked = self.forked, False
+        for t in [t for t in self.back if t[2] >= lo and t[0] <= hi or forked and t[0] > final]:
             p, x, q = t
             del self.back[t]
             self.ends[(p, x)].discard(q)
             self.starts[(q, x)].discard(p)
-            self.tags.pop(t, None)
-            self.via.pop(t, None)
+            if self.via:
+                self.tags.pop(t, None)
+                self.via.pop(t, None)
         self.queue = deque(t for t in self.queue if t[:3] in self.back)
         self.later = [t for t in self.later if t[:3] in self.back]
         for p, last in list(self.seeded.items()):
@@ -711,7 +714,8 @@ class _Chart:
                 self._spend(len(states))
                 if any(accepting[d] for d in states):
                     ends[s] = ends.get(s, 0) | bits
-                last = max(last, s)
+                if s > last:
+                    last = s
                 if s == final:
                     break
                 if s in fork:
@@ -731,7 +735,7 @@ class _Chart:
                     break
                 s = nxt[s]
                 states = self._close(name, after) if loop[s] else after
-        return sorted(ends.items()), last
+        return sorted(ends.items()) if fork else list(ends.items()), last   # (one walk: in order)
     def _any(self, name: str, d: int) -> list[int]:
         """The DFA states one byte (any) leads to from ``d``."""
         key = (name, -1 - d)
@@ -827,6 +831,7 @@ class _Chart:
         to derive for them (work only other candidates need waits for a run that wants them);
         those start triples with their bits."""
         tables, start, final, top = self.tables, self.canvas.start, self.canvas.final, self.tables.start
+        self.forked = self.forked or bool(self.canvas.fork)
         roots: list[tuple[tuple, int]] = []
         found = 0
 
