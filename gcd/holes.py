@@ -344,7 +344,7 @@ class _Memory:
 
     def __init__(self) -> None:
         self.room: list[int] | None = None
-        self.store: dict = {}                   # (p, terminal, strict) -> (ends, extend, last state read)
+        self.store: dict = {}                   # (p, terminal, strict) -> (ends, their bits, extend, last state read)
         self.charts: dict[bool, _Chart] = {}    # strict -> chart
         self.cells: dict[bool, list] = {}       # strict -> the cells its chart and lexeme ends are of
         self.moves = {False: 0, True: 0}        # strict -> how often its chart was brought to other cells
@@ -382,10 +382,10 @@ class _Memory:
         if changed:
             lo, hi = canvas.starts[changed[0]], canvas.begins[changed[-1] + 1]   # their loops sit up to hi
             stale = [k for k, v in self.store.items()   # (walks from a candidate's bytes: all)
-                     if k[2] == strict and (v[2] >= lo and k[0] <= hi or k[0] > canvas.final)]
+                     if k[2] == strict and (v[3] >= lo and k[0] <= hi or k[0] > canvas.final)]
             # a lexeme the lexer ends only if it stops there may be read differently now from
             # the first end of a walk that read the change on
-            cut = min((self.store[k][0][0][0] for k in stale if strict and self.store[k][0]), default=lo)
+            cut = min((self.store[k][0][0] for k in stale if strict and self.store[k][0]), default=lo)
             for key in stale:
                 del self.store[key]
             if chart is not None:
@@ -635,22 +635,23 @@ class _Chart:
         self._extend = {e for e in self._extend if e[2] < lo or e[1] > hi}
 
     # edges
-    def _edge(self, p: int, name: str) -> tuple[list[tuple[int, int]], list[int], int]:
-        """(the ends of ``name``'s lexemes from ``p`` with their tags, those that must read hole
-        text at their end (strict), the last state whose byte the walk read)."""
+    def _edge(self, p: int, name: str) -> tuple[list[int], list[int] | None, list[int], int]:
+        """(the ends of ``name``'s lexemes from ``p``, the bits of the candidates each reads
+        through (None: all, the lexeme reads no choice), those that must read hole text at
+        their end (strict), the last state whose byte the walk read)."""
         key = (p, name, self.strict)
         hit = self.store.get(key)
         if hit is None:
-            ends, last = self._walk(p, name)
+            ends, bits, last = self._walk(p, name)
             extend: list[int] = []
             if self.strict:
                 ends, extend = self._lexer_ends(p, name, ends)
-            hit = self.store[key] = (ends, extend, last)
-        if hit[1]:
-            self._extend.update((name, p, q) for q in hit[1])
+            hit = self.store[key] = (ends, bits, extend, last)
+        if hit[2]:
+            self._extend.update((name, p, q) for q in hit[2])
         return hit
 
-    def _lexer_ends(self, p: int, name: str, ends: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[int]]:
+    def _lexer_ends(self, p: int, name: str, ends: list[int]) -> tuple[list[int], list[int]]:
         """Of ``ends`` (on a canvas without a choice), those the lexer can also end at (a
         heuristic for witnesses, never for "no"): not where the same terminal matches on
         through fixed text, and not a lexeme of fixed text that a terminal the lexer prefers on
@@ -658,8 +659,8 @@ class _Chart:
         must go on into the hole (the second list)."""
         canvas = self.canvas
         out, extend = [], []
-        for i, (q, tag) in enumerate(ends):
-            nxt = ends[i + 1][0] if i + 1 < len(ends) else None
+        for i, q in enumerate(ends):
+            nxt = ends[i + 1] if i + 1 < len(ends) else None
             if nxt is not None and canvas.fixed(q, nxt):
                 continue
             if canvas.fixed(p, q) and self._preferred(canvas.text(p, q)) != name:
@@ -669,8 +670,9 @@ class _Chart:
                 if self._lexeme(name, p, q, _PRINTABLE) is None:
                     continue
                 extend.append(q)
-            out.append((q, tag))
+            out.append(q)
         return out, extend
+
     def _preferred(self, text: bytes) -> str | None:
         """The terminal the lexer takes for ``text`` on a tie among those that match it whole."""
         best = None
@@ -686,17 +688,17 @@ class _Chart:
         return best
 
 
-    def _walk(self, p: int, name: str) -> tuple[list[tuple[int, int]], int]:
-        """(the ends of ``name``'s lexemes from ``p``, each with the bits of the candidates it
-        reads through, -1 for all; the last state whose byte was read). At a fork the walk goes
-        on along each candidate; those that meet past the choice in the same DFA states go on
-        from there as one."""
+    def _walk(self, p: int, name: str) -> tuple[list[int], list[int] | None, int]:
+        """(the ends of ``name``'s lexemes from ``p``, the bits of the candidates each reads
+        through (None on a canvas without a choice: all), the last state whose byte was read).
+        At a fork the walk goes on along each candidate; those that meet past the choice in
+        the same DFA states go on from there as one."""
         trans, accepting = self.tables.terminals[name]
         canvas = self.canvas
         data, loop, wild, skip, nxt, final, fork = (canvas.data, canvas.loop, canvas.wild, canvas.skip, canvas.nxt,
                                                     canvas.final, canvas.fork)
         if not loop[p] and p != final and not wild[p] and p not in fork and trans[0, data[p]] < 0:
-            return [], p                      # the first byte already fails
+            return [], None, p                # the first byte already fails
         ends: dict[int, int] = {}
         walks = [(p, self._close(name, {0}) if loop[p] else {0}, -1, None)]
         met: dict[tuple[int, frozenset], int] = {}   # (state past the choice, DFA states) -> bits
@@ -735,7 +737,10 @@ class _Chart:
                     break
                 s = nxt[s]
                 states = self._close(name, after) if loop[s] else after
-        return sorted(ends.items()) if fork else list(ends.items()), last   # (one walk: in order)
+        if not fork:
+            return list(ends), None, last     # one walk: in order, every candidate
+        order = sorted(ends)
+        return order, [ends[q] for q in order], last
     def _any(self, name: str, d: int) -> list[int]:
         """The DFA states one byte (any) leads to from ``d``."""
         key = (name, -1 - d)
@@ -776,9 +781,10 @@ class _Chart:
                 last = max(last, a)
                 steps = ([] if a == final or not self.canvas.skip[a] else [(self.canvas.nxt[a], None, bits)])
                 for name in self.tables.ignore:
-                    ends, _, read = self._edge(a, name)
+                    ends, tags, _, read = self._edge(a, name)
                     last = max(last, read)
-                    steps += [(b, name, bits & tag) for b, tag in ends]
+                    steps += ([(b, name, bits & tag) for b, tag in zip(ends, tags)] if tags else
+                              [(b, name, bits) for b in ends])
                 for b, name, tag in steps:
                     new = tag & ~reach.get(b, 0)
                     if new:
@@ -818,11 +824,16 @@ class _Chart:
         reach, _, last = self.ignored(p)
         for mid, bits in reach.items():
             for name in self.tables.lexical:
-                ends, _, read = self._edge(mid, name)
-                last = max(last, read)
-                for q, tag in ends:
-                    if bits & tag:
-                        self.add(p, name, q, bits & tag, ("lexeme", mid))
+                ends, tags, _, read = self._edge(mid, name)
+                if read > last:
+                    last = read
+                if tags is None:
+                    for q in ends:
+                        self.add(p, name, q, bits, ("lexeme", mid))
+                else:
+                    for q, tag in zip(ends, tags):
+                        if bits & tag:
+                            self.add(p, name, q, bits & tag, ("lexeme", mid))
         self.seeded[p] = last
 
     def run(self, want: int = -1) -> list[tuple[tuple, int]]:
