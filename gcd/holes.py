@@ -123,17 +123,11 @@ def _completion(grammar: Grammar, chunks: list, budget: int, memory: "_Memory | 
 
     def chart(strict: bool) -> _Chart:
         return (memory.chart(strict, tables, canvas, cells, budget) if memory is not None
-                else _Chart(canvas, tables, budget, store, strict))
+                else _Chart(canvas, tables, budget, strict))
 
     def run(chart: _Chart) -> list:
-        try:
-            return chart.run()
-        except BudgetExceeded:
-            if memory is not None:
-                memory.charts.pop(chart.strict)   # stopped half way: the next check starts it afresh
-            raise
+        return memory.run(chart) if memory is not None else chart.run()
 
-    store: dict = {}
     decision = chart(False)
     roots = run(decision)
     if not roots:
@@ -286,17 +280,13 @@ class Candidates:
             room = list(memory.room)
             room[self._i] = max(room[self._i], len(cells[self._i][0]))
             line = _Canvas.of(cells, room)
-            place = self._placement(j, room[self._i] - memory.room[self._i])
+            place = self._placement(j, len(cells[self._i][0]), room[self._i] - memory.room[self._i])
             spans = [(kind, place(a), place(b)) for kind, a, b in self._chart.spans(self._roots[j], self._bits[j])]
-            out = _verified(canvas.grammar, tables, line, _Chart(line, tables, canvas.budget, {}), spans)
+            out = _verified(canvas.grammar, tables, line, _Chart(line, tables, canvas.budget), spans)
         if out is None:
             line = memory.prepare(cells)
             strict = memory.chart(True, tables, line, cells, canvas.budget)
-            try:
-                found = strict.run()
-            except BudgetExceeded:
-                memory.charts.pop(True)
-                raise
+            found = memory.run(strict)
             out = _verified(canvas.grammar, tables, line, strict, strict.spans(found[0][0])) if found else None
         if out is None:                              # the kept charts' derivations differ from a fresh check's
             out = _completion(canvas.grammar, self._chunks[j], canvas.budget, None)
@@ -305,12 +295,7 @@ class Candidates:
 
     def _run(self, want: int) -> None:
         """Go on with the pass until the candidates ``want`` are derived or nothing is left."""
-        memory = self._canvas._memory
-        try:
-            roots = self._chart.run(want)
-        except BudgetExceeded:
-            memory.charts.pop(False)
-            raise
+        roots = self._canvas._memory.run(self._chart, want)
         found = 0
         for root, bits in roots:
             found |= bits
@@ -319,14 +304,14 @@ class Candidates:
                     self._roots.setdefault(j, root)
         self._refused |= want & ~found
 
-    def _placement(self, j: int, grown: int):
+    def _placement(self, j: int, length: int, grown: int):
         """State numbers of the canvas with the choice -> those of the canvas with candidate ``j``
-        (whose cell has ``grown`` more positions)."""
+        (``length`` bytes; its cell has ``grown`` more positions)."""
         fork = self._union.starts[self._i]
         join, arms = self._union.fork[fork]
-        first = arms[list(self._bits).index(j)][0]
+        first = arms[self._bits[j].bit_length() - 1][0]
         after = self._union.starts[self._i + 1] if self._i + 1 < len(self._union.starts) else self._union.final
-        end = first + len(_cell(self._chunks[j][self._i])[0])
+        end = first + length
 
         def place(s: int) -> int:
             if s == fork:
@@ -338,13 +323,12 @@ class Candidates:
 
 
 class _Memory:
-    """What a ``Canvas`` keeps between checks: the room each cell has, every terminal's lexeme
-    ends from every state, the two charts (decision, witness) with the cells each was last
-    brought to, the last witness."""
+    """What a ``Canvas`` keeps between checks: the room each cell has, the two charts
+    (decision, witness; each with its lexeme ends) with the cells each was last brought to,
+    the last witness."""
 
     def __init__(self) -> None:
         self.room: list[int] | None = None
-        self.store: dict = {}                   # (p, terminal, strict) -> (ends, their bits, extend, last state read)
         self.charts: dict[bool, _Chart] = {}    # strict -> chart
         self.cells: dict[bool, list] = {}       # strict -> the cells its chart and lexeme ends are of
         self.moves = {False: 0, True: 0}        # strict -> how often its chart was brought to other cells
@@ -368,35 +352,34 @@ class _Memory:
             self.room = [max(2 * s, 8) for s in size]
             self.cells.clear()
             self.charts.clear()
-            self.store.clear()
         return _Canvas.of(cells, self.room)
 
     def chart(self, strict: bool, tables: "_Tables", canvas: "_Canvas", cells: list, budget: int) -> "_Chart":
-        """The kept chart (``strict``: of the lexer's lexeme ends) and its lexeme ends brought
-        to ``cells`` (``canvas``, prepared): what read the cells that changed is dropped."""
+        """The kept chart (``strict``: of the lexer's lexeme ends) brought to ``cells``
+        (``canvas``, prepared): what read the cells that changed is dropped."""
         chart = self.charts.get(strict)
-        if chart is not None and chart.tables is not tables:
-            chart = None
-        before = self.cells.get(strict)
-        changed = [k for k, (a, b) in enumerate(zip(before, cells)) if a != b] if before is not None else []
-        if changed:
-            lo, hi = canvas.starts[changed[0]], canvas.begins[changed[-1] + 1]   # their loops sit up to hi
-            stale = [k for k, v in self.store.items()   # (walks from a candidate's bytes: all)
-                     if k[2] == strict and (v[3] >= lo and k[0] <= hi or k[0] > canvas.final)]
-            # a lexeme the lexer ends only if it stops there may be read differently now from
-            # the first end of a walk that read the change on
-            cut = min((self.store[k][0][0] for k in stale if strict and self.store[k][0]), default=lo)
-            for key in stale:
-                del self.store[key]
-            if chart is not None:
-                chart.resume(min(cut, lo), hi, canvas.final)
-        if changed or chart is None:
+        if chart is None or chart.tables is not tables:
+            chart = self.charts[strict] = _Chart(canvas, tables, budget, strict)
             self.moves[strict] += 1
-        if chart is None:
-            chart = self.charts[strict] = _Chart(canvas, tables, budget, self.store, strict)
+        else:
+            changed = [k for k, (a, b) in enumerate(zip(self.cells[strict], cells)) if a != b]
+            chart.canvas = canvas
+            if changed:   # (the loops of the cells that changed sit up to where the next one begins)
+                chart.resume(canvas.starts[changed[0]], canvas.begins[changed[-1] + 1])
+                self.moves[strict] += 1
         self.cells[strict] = list(cells)
         chart.canvas, chart.budget = canvas, budget
         return chart
+
+    def run(self, chart: "_Chart", want: int = -1) -> list:
+        """``chart.run(want)``; a kept chart the budget stopped half way is dropped (the next
+        check starts it afresh)."""
+        try:
+            return chart.run(want)
+        except BudgetExceeded:
+            if self.charts.get(chart.strict) is chart:
+                del self.charts[chart.strict]
+            raise
 
 
 def _positions(cell: tuple) -> int:
@@ -591,10 +574,11 @@ class _Chart:
     derivation kept per triple (for the witness). On a canvas with a choice cell, a triple
     has a tag: the bits of the candidates it can be derived through (none kept: all of
     them), and keeps for each bit the first derivation that gave it. ``store`` memoises
-    lexeme ends (a ``Canvas`` shares it between checks)."""
+    lexeme ends: (p, terminal) -> (ends, their bits, extend, last state read)."""
 
-    def __init__(self, canvas: _Canvas, tables: _Tables, budget: int, store: dict, strict: bool = False) -> None:
-        self.canvas, self.tables, self.budget, self.store, self.strict = canvas, tables, budget, store, strict
+    def __init__(self, canvas: _Canvas, tables: _Tables, budget: int, strict: bool = False) -> None:
+        self.canvas, self.tables, self.budget, self.strict = canvas, tables, budget, strict
+        self.store: dict[tuple[int, str], tuple] = {}
         self.ends: dict[tuple[int, str], set[int]] = {}     # (p, X) -> {q}
         self.starts: dict[tuple[int, str], set[int]] = {}   # (q, X) -> {p}
         self.back: dict[tuple[int, str, int], tuple] = {}   # triple -> its first derivation
@@ -609,12 +593,18 @@ class _Chart:
         self._ignored: dict[int, tuple[dict, dict, int]] = {}
         self._extend: set[tuple[str, int, int]] = set()   # strict: lexemes that must read hole text at their end
 
-    def resume(self, lo: int, hi: int, final: int) -> None:
-        """Go on with a canvas whose states up to ``hi`` may be read otherwise from ``lo`` on
-        (set ``canvas`` before running): the triples that span any of ``lo..hi`` or read a
-        candidate's bytes (states past ``final``) are dropped, and the states left of them
-        whose lexemes read into them are seeded again when the worklist runs."""
+    def resume(self, lo: int, hi: int) -> None:
+        """Go on with ``canvas`` (set first), whose states up to ``hi`` may be read otherwise
+        from ``lo`` on: the lexeme ends and triples that read any of ``lo..hi`` or a candidate's
+        bytes (states past ``final``) are dropped, and the states left of them whose lexemes
+        read into them are seeded again when the worklist runs."""
+        final = self.canvas.final
         forked, self.forked = self.forked, False
+        stale = [k for k, v in self.store.items() if v[3] >= lo and k[0] <= hi or forked and k[0] > final]
+        if self.strict:   # a lexeme the lexer ends only if it stops there may be read differently
+            lo = min([lo, *(self.store[k][0][0] for k in stale if self.store[k][0])])   # from the first end on
+        for key in stale:
+            del self.store[key]
         for t in [t for t in self.back if t[2] >= lo and t[0] <= hi or forked and t[0] > final]:
             p, x, q = t
             del self.back[t]
@@ -639,7 +629,7 @@ class _Chart:
         """(the ends of ``name``'s lexemes from ``p``, the bits of the candidates each reads
         through (None: all, the lexeme reads no choice), those that must read hole text at
         their end (strict), the last state whose byte the walk read)."""
-        key = (p, name, self.strict)
+        key = (p, name)
         hit = self.store.get(key)
         if hit is None:
             ends, bits, last = self._walk(p, name)
