@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import csv
 import io
+import keyword
 
 import pytest
 from conftest import GRAMMARS
@@ -30,9 +31,11 @@ TABLES = {
     "python_expr": (["1 + 2 * 3", "x if y else z", "lambda a, b: a + b", "f(x, *args, key=1, **kw)",
                      "a[1:2, ::3]", '{"a": 1, "b": [1, 2]}', "{1, 2}", "()", "(1,)", "not a in b",
                      "a is not None", "-x ** 2", "0x1F + 0o7 + 0b1 + 1.5e-3j", "r'\\d+' 'abc'", "a.b.c(d)[e]",
-                     "[1, 2,]", "{}", 'print("hi")', "a < b <= c != d"],
+                     "[1, 2,]", "{}", 'print("hi")', "a < b <= c != d", "android + orx * iff", "None_ or Truex",
+                     "lambda lambda_: match"],
                     ["1 +", "(1, 2", "lambda: ", "a not b", "x if y", "01", "a = 1", "'abc", "f(**)", "[1,,2]",
-                     "'\\x4'", "A andA", "x if 1else 2", "a isnot b", "0x0j"]),
+                     "'\\x4'", "A andA", "x if 1else 2", "a isnot b", "0x0j", "lambda: or", "f(and)",
+                     "x.if", "lambda async: 1", "yield"]),
 }
 
 
@@ -47,6 +50,22 @@ def test_tables(name):
     assert [w for w in accept if not g.accepts(w)] == []
     assert [w for w in reject if g.accepts(w)] == []
     assert all(oracle(w) for w in accept) and not any(oracle(w) for w in reject)
+
+
+def test_python_names_are_identifiers_but_not_keywords():
+    """Keywords, words near them, and an attribute of each: a word exactly when Python parses it."""
+    g = grammar("python_expr")
+    near = {w for k in keyword.kwlist for w in (k, k[:-1], k[1:], k + "x", k + "_1", "x" + k, k.upper(), k.title())}
+    texts = sorted(near | {f"a.{w}" for w in near})
+    assert [t for t in texts if g.accepts(t) != _is_python(t)] == []
+
+
+def _is_python(text: str) -> bool:
+    try:
+        ast.parse(text, mode="eval")
+    except SyntaxError:
+        return False
+    return True
 
 
 def test_every_grammar_file_has_a_table_or_its_own_tests():
