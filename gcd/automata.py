@@ -21,6 +21,7 @@ a cache hit; where the stack is not a single one that deep, by the exact configu
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import threading
 from dataclasses import dataclass, replace
@@ -35,7 +36,6 @@ from gcd.vocab import Vocabulary
 DENSE_CLASS = 512          # classes with at least this many tokens are stored as bitsets
 SMALL_GROUP = 8            # emit groups up to this size are checked token by token
 SMALL_WALK = 64            # groups up to this size are lexed token by token, in plain Python
-_DEEPER = "deeper"         # mask-trie entry: the computation read deeper than this level
 
 
 @dataclass(frozen=True)
@@ -294,9 +294,11 @@ class TokenAutomata:
         self._outcomes = LRU(items, max_bytes=cache_bytes * 5 // 16)  # (raw lex, group) -> Outcome
         self._moves = LRU(items, max_bytes=cache_bytes // 16)         # lexer state -> [V] (see _moves_from)
         self._masks = LRU(items, max_bytes=cache_bytes // 8)          # (config, raw lex, group) -> (bits, floor)
-        self._trie = LRU(items, max_bytes=cache_bytes * 3 // 8)       # (raw lex, group, top states) -> entry
+        self._trie = LRU(items, max_bytes=cache_bytes * 3 // 8)       # see _trie_get
+        self._trie_ids = itertools.count()
         self._top = LRU(items, max_bytes=cache_bytes // 8)            # decoding state -> mask with EOS
         self._steps = LRU(items)                                      # (state, token) -> state | None
+        self.computed = 0   # masks of token groups computed (not found in a cache), for statistics
         eos = np.zeros(self.words * 32, dtype=bool)
         eos[list(vocab.eos_token_ids)] = True
         self.eos_bits = _readonly(_pack(eos))
@@ -320,19 +322,21 @@ class TokenAutomata:
             self._top.put(state, bits, bits.nbytes)
         return bits
 
-    def advance(self, state: State, token: int) -> State | None:
-        """The decoding state after ``token`` (None if it is not allowed), memoised."""
+    def advance(self, state: State, token: int, allowed: bool = False) -> State | None:
+        """The decoding state after ``token`` (None if it is not allowed), memoised where a
+        lexeme ends inside the token. ``allowed``: the token is known to be in the state's
+        mask, so the state after it is viable (the mask says exactly that)."""
+        config, (s, fallback) = state
+        rec = self.recognizer
+        if fallback is None:
+            end = int(self._moves_from(s)[token])
+            if end >= 0:   # no lexeme the parser sees ends inside the token: only the lexer moves
+                return (config, (end, None)) if allowed or rec.is_viable_raw(config, (end, None))[0] else None
         key = (state, token)
         nxt = self._steps.get(key, False)
         if nxt is False:
-            rec = self.recognizer
-            config, (s, fallback) = state
-            end = self._moves_from(s)[token] if fallback is None else -1
-            if end >= 0:   # no lexeme the parser sees ends inside the token: only the lexer moves
-                nxt = (config, (int(end), None))
-            else:
-                nxt, _ = rec.advance(state, self._token_bytes[token])
-            if nxt is not None and not rec.is_viable(nxt)[0]:
+            nxt, _ = rec.advance(state, self._token_bytes[token])
+            if nxt is not None and not (allowed or rec.is_viable(nxt)[0]):
                 nxt = None
             self._steps.put(key, nxt)
         return nxt
@@ -357,6 +361,19 @@ class TokenAutomata:
             moves = _readonly(moves)
             self._moves.put(s, moves, moves.nbytes)
         return moves
+
+    def token_ends(self, s: int) -> list[int]:
+        """The lexer states whole tokens end in from lexer state ``s`` (no lexeme ending inside
+        them, ``s`` itself left out), those that most tokens end in first."""
+        out = self.outcome((s, None), 0)
+        sizes: dict[int, int] = {}
+        for (t, last), bits in zip(out.dense_ends, out.dense_bits):
+            if last is None and t != s:
+                sizes[t] = sizes.get(t, 0) + int(np.unpackbits(bits.view(np.uint8)).sum())
+        for (t, last), lo, hi in zip(out.sparse_ends, out.sparse_starts.tolist(), out.sparse_starts[1:].tolist()):
+            if last is None and t != s:
+                sizes[t] = sizes.get(t, 0) + hi - lo
+        return sorted(sizes, key=lambda t: -sizes[t])
 
     def _fallback_tokens(self, config: Config, s: int) -> np.ndarray:
         """Tokens that a decoding state at lexer state ``s`` passes to its fallback: those the
@@ -392,42 +409,93 @@ class TokenAutomata:
         top = next(iter(config))
         chain = len(config) == 1
         if chain:
-            hit = self._trie_get(lex, group, top)
+            hit, keys, node = self._trie_get(lex, group, top)
             if hit is not None:
                 return hit
         bits, floor = self._compute_mask(config, lex, group)
+        self.computed += 1
         bits = _readonly(bits) if bits.any() else self._nothing
-        if not (chain and self._trie_put(lex, group, top, max(0, top.height - floor), bits)):
+        if not (chain and self._trie_put(keys, node, max(0, top.height - floor), bits)):
             self._masks.put(exact, (bits, floor), self._size(bits))
         return bits, floor
 
-    def _trie_get(self, lex: RawLex, group: int, top) -> tuple[np.ndarray, int] | None:
-        node, states = top, [top.state]
+    def _trie_get(self, lex: RawLex, group: int, top) -> tuple[tuple[np.ndarray, int] | None, list, object]:
+        """The mask kept for the states from ``top`` down, and where the walk ended: the keys
+        of the levels it read and the node of the last one. The trie's levels are entries of
+        one LRU: ``(raw lex, group, top state)`` for the first, ``(level id, state below)`` for
+        the next ones; each holds ``(its id, None)`` where the computations read deeper, else
+        ``(its id, (bits, depth))``."""
+        node, key = top, (lex, group, top.state)
+        keys = [key]
         while True:
-            entry = self._trie.get((lex, group, tuple(states)))
+            entry = self._trie.get(key)
             if entry is None:
-                return None
-            if entry is not _DEEPER:
-                bits, depth = entry
-                return bits, top.height - depth
+                return None, keys, node
+            level, found = entry
+            if found is not None:
+                bits, depth = found
+                return (bits, top.height - depth), keys, node
             if len(node.parents) != 1:
-                return None
+                return None, keys, node
             node = node.parents[0]
-            states.append(node.state)
+            key = (level, node.state)
+            keys.append(key)
 
-    def _trie_put(self, lex: RawLex, group: int, top, depth: int, bits: np.ndarray) -> bool:
-        """Keep ``bits`` under the states down to ``depth``; False where the stack is not a
-        single one that deep."""
-        node, states = top, [top.state]
-        for _ in range(depth):
-            if len(node.parents) != 1:
-                return False
-            node = node.parents[0]
-            states.append(node.state)
-        for d in range(depth):
-            self._trie.put((lex, group, tuple(states[:d + 1])), _DEEPER, 64)
-        self._trie.put((lex, group, tuple(states)), (bits, depth), self._size(bits))
+    def _trie_put(self, keys: list, node, depth: int, bits: np.ndarray) -> bool:
+        """Keep ``bits`` under the states down to ``depth``, from where ``_trie_get`` ended;
+        False where the stack is not a single one that deep."""
+        if depth < len(keys):
+            key = keys[depth]
+        else:
+            key = keys[-1]
+            for _ in range(depth + 1 - len(keys)):
+                if len(node.parents) != 1:
+                    return False
+                entry = self._trie.get(key)
+                if entry is None or entry[1] is not None:
+                    entry = (next(self._trie_ids), None)
+                    self._trie.put(key, entry, 64)
+                node = node.parents[0]
+                key = (entry[0], node.state)
+        self._trie.put(key, (next(self._trie_ids), (bits, depth)), self._size(bits))
         return True
+
+    def _trie_paths(self) -> list[tuple[RawLex, int, tuple[int, ...], tuple | None]]:
+        """The trie's levels as (raw lex, group, states from the top, None or (bits, depth)),
+        least recently used first; levels under an evicted one are left out."""
+        entries = self._trie.items()
+        keys = {entry[0]: key for key, entry in entries}
+        paths: dict[int, tuple | None] = {}
+
+        def path(level: int) -> tuple | None:
+            if level not in paths:
+                key = keys.get(level)
+                if key is None:
+                    paths[level] = None
+                elif len(key) == 3:
+                    paths[level] = (key[0], key[1], (key[2],))
+                else:
+                    above = path(key[0])
+                    paths[level] = None if above is None else (above[0], above[1], above[2] + (key[1],))
+            return paths[level]
+
+        return [(*p, found) for (level, found) in (entry for _, entry in entries) if (p := path(level)) is not None]
+
+    def _trie_entries(self, paths) -> list[tuple[tuple, tuple, int]]:
+        """LRU ``load`` entries for (raw lex, group, states, None or (bits, depth), size) paths."""
+        levels: dict[tuple, int] = {}
+
+        def level(lex, group, states) -> int:
+            key = (lex, group, states)
+            if key not in levels:
+                levels[key] = next(self._trie_ids)
+            return levels[key]
+
+        out = []
+        for lex, group, states, found, size in paths:
+            key = (lex, group, states[0]) if len(states) == 1 else (level(lex, group, states[:-1]), states[-1])
+            out.append((key, (level(lex, group, states), found), size))
+        return out
 
     def _size(self, bits: np.ndarray) -> int:
         """What a cache entry holding ``bits`` costs: the shared empty mask costs nothing extra."""
@@ -713,11 +781,11 @@ class TokenAutomata:
             sparse_starts.append(out.sparse_starts)
         lexes: dict[RawLex, int] = {}
         trie = {"lex": [], "group": [], "row": [], "depth": [], "starts": [0], "states": []}
-        for (lex, group, states), entry in self._trie.items():   # as arrays: a trie has tens of thousands
+        for lex, group, states, found in self._trie_paths():   # as arrays: a trie has tens of thousands
             trie["lex"].append(lexes.setdefault(lex, len(lexes)))
             trie["group"].append(group)
-            trie["row"].append(-1 if entry is _DEEPER else rows.add(entry[0]))
-            trie["depth"].append(0 if entry is _DEEPER else entry[1])
+            trie["row"].append(-1 if found is None else rows.add(found[0]))
+            trie["depth"].append(0 if found is None else found[1])
             trie["states"].extend(states)
             trie["starts"].append(len(trie["states"]))
         arrays = {f"groups.{k}": v for k, v in self.groups.export().items()}
@@ -748,15 +816,15 @@ class TokenAutomata:
         lexes = [_lex_tuple(lex) for lex in meta["trie_lexes"]]
         sizes = [self._size(r) for r in rows]
         starts, states = arrays["trie.starts"].tolist(), arrays["trie.states"].tolist()
-        self._trie.load(((lexes[lex], group, tuple(states[lo:hi])),
-                         _DEEPER if row < 0 else (rows[row], depth), 64 if row < 0 else sizes[row])
-                        for lex, group, row, depth, lo, hi in zip(
-                            *(arrays[f"trie.{n}"].tolist() for n in ("lex", "group", "row", "depth")),
-                            starts, starts[1:]))
+        self._trie.load(self._trie_entries(
+            (lexes[lex], group, tuple(states[lo:hi]), None if row < 0 else (rows[row], depth),
+             64 if row < 0 else sizes[row])
+            for lex, group, row, depth, lo, hi in zip(
+                *(arrays[f"trie.{n}"].tolist() for n in ("lex", "group", "row", "depth")), starts, starts[1:])))
 
     def stats(self) -> dict:
         return {"token_outcomes": len(self._outcomes), "token_groups": len(self.groups),
-                "cached_masks": len(self._masks) + len(self._trie),
+                "cached_masks": len(self._masks) + len(self._trie), "computed_masks": self.computed,
                 "cache_bytes": self._outcomes.nbytes + self._masks.nbytes + self._trie.nbytes}
 
 

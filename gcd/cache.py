@@ -13,15 +13,16 @@ class LRU:
     Safe to use from several threads: ``get`` is a lookup and a move to the back (each one
     atomic: an entry evicted in between is simply not moved); ``put`` holds a lock. Values
     are expected to be results of pure computations, so two threads putting the same key
-    store equal values. Entries are tuples, which the garbage collector stops tracking when
-    they hold no containers, so big caches of masks add little to its work.
+    store equal values. Values that are tuples of numbers and arrays add little to the
+    garbage collector's work: it stops tracking tuples that hold no containers.
     """
 
     def __init__(self, max_items: int, max_bytes: int | None = None) -> None:
         if max_items < 1:
             raise ValueError("an LRU needs room for one entry at least")
         self.max_items, self.max_bytes = max_items, max_bytes
-        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._sizes: dict[Hashable, int] = {}   # the entries given a size, when bytes are bounded
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -33,19 +34,21 @@ class LRU:
         return self._bytes
 
     def get(self, key: Hashable, default: Any = None) -> Any:
-        entry = self._data.get(key)
-        if entry is None:
+        data = self._data
+        value = data.get(key, _MISSING)
+        if value is _MISSING:
             return default
         try:
-            self._data.move_to_end(key)
+            data.move_to_end(key)
         except KeyError:   # evicted by another thread meanwhile
             pass
-        return entry[0]
+        return value
 
     def put(self, key: Hashable, value: Any, nbytes: int = 0) -> None:
         with self._lock:
             self._add(key, value, nbytes)
-            self._evict()
+            if len(self._data) > self.max_items or (self.max_bytes is not None and self._bytes > self.max_bytes):
+                self._evict()
 
     def load(self, entries) -> None:
         """Put many ``(key, value, nbytes)`` entries, least recently used first (as ``items()``
@@ -56,25 +59,29 @@ class LRU:
             self._evict()
 
     def _add(self, key: Hashable, value: Any, nbytes: int) -> None:
-        old = self._data.pop(key, None)
-        if old is not None:
-            self._bytes -= old[1]
-        self._data[key] = (value, nbytes)
-        self._bytes += nbytes
+        self._data[key] = value
+        self._data.move_to_end(key)
+        if self.max_bytes is not None:
+            self._bytes += nbytes - self._sizes.pop(key, 0)
+            if nbytes:
+                self._sizes[key] = nbytes
 
     def _evict(self) -> None:
         while len(self._data) > self.max_items or (
                 self.max_bytes is not None and self._bytes > self.max_bytes and len(self._data) > 1):
-            _, (_, size) = self._data.popitem(last=False)
-            self._bytes -= size
+            key, _ = self._data.popitem(last=False)
+            self._bytes -= self._sizes.pop(key, 0)
 
     def items(self) -> list[tuple[Hashable, Any]]:
         """A snapshot of the entries, least recently used first."""
         with self._lock:
-            entries = list(self._data.items())   # one C-level copy: gets cannot interleave
-        return [(k, v) for k, (v, _) in entries]
+            return list(self._data.items())   # one C-level copy: gets cannot interleave
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._sizes.clear()
             self._bytes = 0
+
+
+_MISSING = object()

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gcd import store
-from gcd.automata import TokenAutomata, shape, vocabulary_groups
+from gcd.automata import TokenAutomata, vocabulary_groups
 from gcd.grammar import Grammar
 from gcd.parser import ParseTable
 from gcd.recognizer import Recognizer
@@ -251,8 +251,9 @@ class GrammarCompiler:
         self.warm_masks = 1000         # of them, those whose masks compiling computes
         self.warm_inside = 1000        # masks computed for them inside a lexeme (each kept in the cache file)
         self.walk_length = 60          # terminals per seeded random parser walk (after the breadth-first ones)
-        self.walk_patience = 30        # walks stop after this many found nothing new
-        self.walk_masks = 2000         # or after computing this many masks (each kept in the cache file)
+        self.walk_patience = 2000      # walks stop after this many configurations needed no new mask
+        self.walk_masks = 50_000       # or after computing this many masks (each kept in the cache file)
+        self.walk_ends = 8             # lexer states warmed after one token from a lexeme start, the commonest
 
     def compile(self, grammar: Grammar | str) -> CompiledGrammar:
         if isinstance(grammar, str):
@@ -346,32 +347,36 @@ class GrammarCompiler:
                 if inside <= 0:
                     break
             bar.total = bar.n + self.walk_masks
-            known = {(shape(c), rec.lexeme_start(c)[0]) for c in configs}
-            self._wander(automata, seen, todo, known, deadline, bar)
+            self._wander(automata, seen, todo, deadline, bar)
 
-    def _wander(self, automata: TokenAutomata, seen: set, todo: list, known: set, deadline: float, bar) -> None:
-        """Random parser walks (seeded: the same every compile) until ``walk_patience`` walks in
-        a row meet no configuration of a new (shape, lexeme start), ``walk_masks`` masks are
-        computed or the deadline passes: for each new one, lex the vocabulary from its lexeme
-        start if that is new and warm its mask there."""
+    def _wander(self, automata: TokenAutomata, seen: set, todo: list, deadline: float, bar) -> None:
+        """Random parser walks (seeded: the same every compile) until ``walk_patience``
+        configurations in a row needed no new mask, ``walk_masks`` masks are computed or the deadline passes.
+        At each configuration: lex the vocabulary from its lexeme start if that is new, and warm
+        its masks there and in the ``walk_ends`` lexer states most tokens end in from there
+        (inside a string, after a number: where decoding is right after one token)."""
         rec, rng, idle, masks = automata.recognizer, random.Random(0), 0, 0
+        ends: dict[tuple, list[int]] = {}   # lexeme start -> the lexer states tokens end in from it
         while idle < self.walk_patience and masks < self.walk_masks:
-            idle += 1
             for config in automata.walk(rng, self.walk_length):
+                idle += 1
                 start = rec.lexeme_start(config)[0]
-                key = (shape(config), start)
-                if key in known:
-                    continue
-                known.add(key)
-                idle = 0
                 if start not in seen:
                     seen.add(start)
                     self._more(automata, start, seen, todo)
-                automata.mask((config, start))
-                masks += 1
-                bar.update()
-                if masks >= self.walk_masks or time.perf_counter() > deadline:
-                    return
+                if start not in ends:
+                    ends[start] = [start[0]] + automata.token_ends(start[0])[:self.walk_ends]
+                for s in ends[start]:
+                    state = (config, (s, None))
+                    if not rec.is_viable(state)[0]:
+                        continue
+                    before = automata.computed
+                    automata.mask(state)
+                    if automata.computed > before:
+                        idle, masks = 0, masks + automata.computed - before
+                        bar.update(automata.computed - before)
+                    if masks >= self.walk_masks or time.perf_counter() > deadline:
+                        return
 
     @staticmethod
     def _more(automata: TokenAutomata, lex: tuple, seen: set, todo: list) -> None:

@@ -36,7 +36,8 @@ class Matcher:
         self._trailing = 0   # ignorable-only tokens since the text last became a word
         self._history: tuple | None = None   # (state, terminated, trailing, older history) before each step
         self._steps = 0
-        self._view: tuple | None = None   # (bitmask, its data pointer, its numpy view or None) of the last fill
+        self._view: tuple | None = None   # see _numpy_view: the bitmask of the last fill
+        self._shown: tuple | None = None  # (state, its automata mask) last asked for
         self._eos = frozenset(compiled.vocab.eos_token_ids)
         self._special = compiled.vocab.special_token_ids
         self._size = compiled.vocab.size
@@ -50,7 +51,9 @@ class Matcher:
         """The allowed-token bitset as uint32 ``[ceil(V/32)]`` (read-only: it is shared)."""
         if self._terminated or self._trailing_full():
             return self._automata.eos_bits
-        return self._automata.mask(self._state)
+        bits = self._automata.mask(self._state)
+        self._shown = (self._state, bits)
+        return bits
 
     def _trailing_full(self) -> bool:
         """The bound on trailing ignorable tokens is reached (and the text is a word)."""
@@ -59,20 +62,20 @@ class Matcher:
 
     def fill_bitmask(self, bitmask: torch.Tensor, row: int = 0) -> None:
         """Write the allowed tokens into ``bitmask[row]`` (int32; extra words are zeroed)."""
-        words = self.mask().view(np.int32)
+        words = self.mask()
         view = self._view
         if view is None or view[0] is not bitmask or view[1] != bitmask.data_ptr():
             view = self._view = _numpy_view(bitmask, len(words))
         target = view[2]
-        if target is not None:   # on the CPU: one numpy copy into the tensor's memory, no torch dispatch
-            target = target[row]
+        if target is None:   # off the CPU
             n = len(words)
-            target[:n] = words
-            target[n:] = 0
-        else:
-            n = len(words)
-            bitmask[row, :n].copy_(torch.from_numpy(words.copy()), non_blocking=False)
+            bitmask[row, :n].copy_(torch.from_numpy(words.view(np.int32).copy()), non_blocking=False)
             bitmask[row, n:] = 0
+        elif view[3]:   # rows longer than the vocabulary's words: zero the rest
+            target[row, :len(words)] = words
+            target[row, len(words):] = 0
+        else:   # one numpy copy into the tensor's memory, no torch dispatch
+            target[row] = words
 
     def allowed_token_ids(self) -> np.ndarray:
         """The allowed token ids, ascending."""
@@ -106,7 +109,13 @@ class Matcher:
         trailing = 0
         if self._ignorable is not None and self._ignorable[token_id] and self._rec.is_accepting(self._state)[0]:
             trailing = self._trailing + 1
-        state = self._automata.advance(self._state, token_id)
+        shown = self._shown
+        if shown is not None and shown[0] is self._state:   # the mask decides, without lexing
+            if not shown[1][token_id >> 5] >> (token_id & 31) & 1:
+                return None
+            state = self._automata.advance(self._state, token_id, allowed=True)
+        else:
+            state = self._automata.advance(self._state, token_id)
         if state is None:
             return None
         if trailing and not self._rec.is_accepting(state)[0]:
@@ -155,7 +164,9 @@ class Matcher:
 
 
 def _numpy_view(bitmask: torch.Tensor, words: int) -> tuple:
-    """(bitmask, data pointer, numpy view sharing its memory, or None off the CPU), checked once."""
+    """(bitmask, data pointer, a uint32 numpy view sharing its memory or None off the CPU,
+    whether its rows are longer than ``words``), checked once."""
     if bitmask.shape[-1] < words:
         raise ValueError(f"bitmask rows have {bitmask.shape[-1]} words, the vocabulary needs {words}")
-    return bitmask, bitmask.data_ptr(), bitmask.numpy() if bitmask.device.type == "cpu" else None
+    target = bitmask.numpy().view(np.uint32) if bitmask.device.type == "cpu" else None
+    return bitmask, bitmask.data_ptr(), target, bitmask.shape[-1] > words

@@ -17,7 +17,6 @@ their mask cache on.
 """
 from __future__ import annotations
 
-import threading
 import weakref
 from dataclasses import dataclass
 
@@ -185,8 +184,7 @@ class Parser:
     def __init__(self, table: ParseTable, cache_items: int = 100_000) -> None:
         self.table = table
         self.end = len(table.terminal_names)   # the terminal index that stands for the end of the input
-        self._nodes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-        self._lock = threading.Lock()
+        self._nodes: dict[tuple, weakref.ref] = {}   # (state, parents) -> its node while one lives
         self._advance = LRU(cache_items)     # (config, class) -> (config, floor)
         self._next = LRU(cache_items)        # config -> (terminal mask, floor)
         self._takes = LRU(cache_items)       # (node, candidate classes) -> (class mask, floor)
@@ -222,16 +220,16 @@ class Parser:
         self.__init__(state["table"])
 
     def _node(self, state: int, parents) -> Node:
-        """The interned node for ``state`` over ``parents`` (an iterable of nodes)."""
+        """The interned node for ``state`` over ``parents`` (an iterable of nodes). Threads that
+        race may each make one: equal nodes give equal answers, only the sharing is lost."""
         parents = tuple(parents)
         key = (state, parents[0]) if len(parents) == 1 else (state, frozenset(parents))
-        node = self._nodes.get(key)
+        nodes = self._nodes
+        ref = nodes.get(key)
+        node = ref() if ref is not None else None
         if node is None:
-            with self._lock:
-                node = self._nodes.get(key)
-                if node is None:
-                    node = Node(state, parents)
-                    self._nodes[key] = node
+            node = Node(state, parents)
+            nodes[key] = weakref.ref(node, lambda r, key=key: nodes.get(key) is r and nodes.pop(key, None))
         return node
 
     # -- questions ----------------------------------------------------------------------
@@ -397,12 +395,10 @@ class Parser:
             return hit
         gotos, rule_len, rule_lhs = self.table.gotos, self.table.rule_len, self.table.rule_lhs
         out, floor = 0, node.height
+        # the nodes pushed while looking are not interned: no configuration holds them
         stack, seen = [(node, candidates)], set()
         while stack:
             n, cands = stack.pop()
-            if (n, cands) in seen:
-                continue
-            seen.add((n, cands))
             out |= cands & self._shifts[n.state]
             for r, rmask in self._reduces[n.state]:
                 m = rmask & cands & ~out
@@ -412,7 +408,10 @@ class Parser:
                 for u in _below(n, k):
                     if u.height < floor:
                         floor = u.height
-                    stack.append((self._node(gotos[u.state][lhs], (u,)), m))
+                    pushed = (gotos[u.state][lhs], u, m)
+                    if pushed not in seen:
+                        seen.add(pushed)
+                        stack.append((Node(pushed[0], (u,)), m))
         hit = (out, floor)
         self._takes.put(key, hit)
         return hit
