@@ -460,42 +460,19 @@ class TokenAutomata:
         self._trie.put(key, (next(self._trie_ids), (bits, depth)), self._size(bits))
         return True
 
-    def _trie_paths(self) -> list[tuple[RawLex, int, tuple[int, ...], tuple | None]]:
-        """The trie's levels as (raw lex, group, states from the top, None or (bits, depth)),
-        least recently used first; levels under an evicted one are left out."""
+    def _trie_levels(self) -> list[tuple[int, int, RawLex | None, int, tuple | None]]:
+        """The trie's levels, least recently used first, as (index of the level above or -1,
+        state, raw lex and group of a first level or None and -1, None or (bits, depth));
+        levels under an evicted one are left out."""
         entries = self._trie.items()
-        keys = {entry[0]: key for key, entry in entries}
-        paths: dict[int, tuple | None] = {}
-
-        def path(level: int) -> tuple | None:
-            if level not in paths:
-                key = keys.get(level)
-                if key is None:
-                    paths[level] = None
-                elif len(key) == 3:
-                    paths[level] = (key[0], key[1], (key[2],))
-                else:
-                    above = path(key[0])
-                    paths[level] = None if above is None else (above[0], above[1], above[2] + (key[1],))
-            return paths[level]
-
-        return [(*p, found) for (level, found) in (entry for _, entry in entries) if (p := path(level)) is not None]
-
-    def _trie_entries(self, paths) -> list[tuple[tuple, tuple, int]]:
-        """LRU ``load`` entries for (raw lex, group, states, None or (bits, depth), size) paths."""
-        levels: dict[tuple, int] = {}
-
-        def level(lex, group, states) -> int:
-            key = (lex, group, states)
-            if key not in levels:
-                levels[key] = next(self._trie_ids)
-            return levels[key]
-
-        out = []
-        for lex, group, states, found, size in paths:
-            key = (lex, group, states[0]) if len(states) == 1 else (level(lex, group, states[:-1]), states[-1])
-            out.append((key, (level(lex, group, states), found), size))
-        return out
+        keys = {level: key for key, (level, _) in entries}
+        kept: dict[int, bool] = {}
+        index = {}
+        for _, (level, _) in entries:
+            if _reachable(level, keys, kept):
+                index[level] = len(index)
+        return [(-1, key[2], key[0], key[1], found) if len(key) == 3 else (index[key[0]], key[1], None, -1, found)
+                for key, (level, found) in entries if level in index]
 
     def _size(self, bits: np.ndarray) -> int:
         """What a cache entry holding ``bits`` costs: the shared empty mask costs nothing extra."""
@@ -780,17 +757,17 @@ class TokenAutomata:
             sparse_ids.append(out.sparse_ids)
             sparse_starts.append(out.sparse_starts)
         lexes: dict[RawLex, int] = {}
-        trie = {"lex": [], "group": [], "row": [], "depth": [], "starts": [0], "states": []}
-        for lex, group, states, found in self._trie_paths():   # as arrays: a trie has tens of thousands
-            trie["lex"].append(lexes.setdefault(lex, len(lexes)))
+        trie = {"above": [], "state": [], "lex": [], "group": [], "row": [], "depth": []}
+        for above, state, lex, group, found in self._trie_levels():   # as arrays: tens of thousands
+            trie["above"].append(above)
+            trie["state"].append(state)
+            trie["lex"].append(-1 if lex is None else lexes.setdefault(lex, len(lexes)))
             trie["group"].append(group)
             trie["row"].append(-1 if found is None else rows.add(found[0]))
             trie["depth"].append(0 if found is None else found[1])
-            trie["states"].extend(states)
-            trie["starts"].append(len(trie["states"]))
         arrays = {f"groups.{k}": v for k, v in self.groups.export().items()}
         arrays.update({f"rows.{k}": v for k, v in rows.export().items()})
-        arrays.update({f"trie.{k}": np.array(v, np.int64 if k == "starts" else np.int32) for k, v in trie.items()})
+        arrays.update({f"trie.{k}": np.array(v, np.int32) for k, v in trie.items()})
         arrays["outcomes.sparse_ids"] = _compact_ids(sparse_ids, self.words)
         arrays["outcomes.sparse_starts"] = np.concatenate(sparse_starts) if sparse_starts else np.zeros(0, np.int64)
         return {"outcomes": outcomes, "trie_lexes": [_lex_json(lex) for lex in lexes]}, arrays
@@ -803,29 +780,45 @@ class TokenAutomata:
                                           self.words)]
         sparse_ids, sparse_starts = arrays["outcomes.sparse_ids"], arrays["outcomes.sparse_starts"]
         i = j = 0
-        outcomes = []
+        keys, outcomes = [], []
         for lex, group, dense_ends, dense_rows, sparse_ends, emits in meta["outcomes"]:
             starts = sparse_starts[j:j + len(sparse_ends) + 1]
             dense = np.stack([rows[r] for r in dense_rows]) if dense_rows else np.zeros((0, self.words), np.uint32)
-            out = Outcome(tuple(map(_lex_tuple, dense_ends)), _readonly(dense),
-                          tuple(map(_lex_tuple, sparse_ends)), sparse_ids[i:i + int(starts[-1])], starts,
-                          tuple(Emit(t, bytes.fromhex(r), g) for t, r, g in emits))
+            outcomes.append(Outcome(tuple(map(_lex_tuple, dense_ends)), _readonly(dense),
+                                    tuple(map(_lex_tuple, sparse_ends)), sparse_ids[i:i + int(starts[-1])], starts,
+                                    tuple(Emit(t, bytes.fromhex(r), g) for t, r, g in emits)))
+            keys.append((_lex_tuple(lex), group))
             i, j = i + int(starts[-1]), j + len(sparse_ends) + 1
-            outcomes.append(((_lex_tuple(lex), group), out, out.nbytes()))
-        self._outcomes.load(outcomes)
+        self._outcomes.load(keys, outcomes, [out.nbytes() for out in outcomes])
         lexes = [_lex_tuple(lex) for lex in meta["trie_lexes"]]
         sizes = [self._size(r) for r in rows]
-        starts, states = arrays["trie.starts"].tolist(), arrays["trie.states"].tolist()
-        self._trie.load(self._trie_entries(
-            (lexes[lex], group, tuple(states[lo:hi]), None if row < 0 else (rows[row], depth),
-             64 if row < 0 else sizes[row])
-            for lex, group, row, depth, lo, hi in zip(
-                *(arrays[f"trie.{n}"].tolist() for n in ("lex", "group", "row", "depth")), starts, starts[1:])))
+        above, state, lex, group, row, depth = (arrays[f"trie.{n}"].tolist()
+                                                for n in ("above", "state", "lex", "group", "row", "depth"))
+        keys = [(lexes[x], g, s) if a < 0 else (a, s) for a, s, x, g in zip(above, state, lex, group)]
+        found = [(i, None if r < 0 else (rows[r], d)) for i, r, d in zip(range(len(keys)), row, depth)]
+        self._trie_ids = itertools.count(len(keys))   # restored levels are numbered by their index
+        self._trie.load(keys, found, [64 if r < 0 else sizes[r] for r in row])
 
     def stats(self) -> dict:
         return {"token_outcomes": len(self._outcomes), "token_groups": len(self.groups),
                 "cached_masks": len(self._masks) + len(self._trie), "computed_masks": self.computed,
                 "cache_bytes": self._outcomes.nbytes + self._masks.nbytes + self._trie.nbytes}
+
+
+def _reachable(level: int, keys: dict, kept: dict) -> bool:
+    """Does every level above this trie level still exist (``keys``: level -> its key)?
+    ``kept`` memoises the answers."""
+    path = []
+    while level not in kept:
+        key = keys.get(level)
+        if key is None or len(key) == 3:
+            kept[level] = key is not None
+            break
+        path.append(level)
+        level = key[0]
+    for above in path:
+        kept[above] = kept[level]
+    return kept[level]
 
 
 def _lex_json(lex: RawLex) -> list:

@@ -50,12 +50,18 @@ class LRU:
             if len(self._data) > self.max_items or (self.max_bytes is not None and self._bytes > self.max_bytes):
                 self._evict()
 
-    def load(self, entries) -> None:
-        """Put many ``(key, value, nbytes)`` entries, least recently used first (as ``items()``
-        lists them), under one lock: restoring a cache file puts tens of thousands."""
+    def load(self, keys: list, values: list, sizes: list[int]) -> None:
+        """Put many entries, least recently used first (as ``items()`` lists them), under one
+        lock: restoring a cache file puts tens of thousands."""
         with self._lock:
-            for key, value, nbytes in entries:
-                self._add(key, value, nbytes)
+            if self._data:
+                for key, value, nbytes in zip(keys, values, sizes):
+                    self._add(key, value, nbytes)
+            else:   # into an empty cache (a restore): in bulk
+                self._data.update(zip(keys, values))
+                if self.max_bytes is not None:
+                    self._sizes.update((key, nbytes) for key, nbytes in zip(keys, sizes) if nbytes)
+                    self._bytes = sum(self._sizes.values())
             self._evict()
 
     def _add(self, key: Hashable, value: Any, nbytes: int) -> None:

@@ -29,7 +29,7 @@ from gcd.parser import ParseTable
 from gcd.recognizer import Recognizer
 from gcd.vocab import Vocabulary
 
-CACHE_FORMAT = 3   # the layout of a cache file; the source digest covers the code that reads it
+CACHE_FORMAT = 4   # the layout of a cache file; the source digest covers the code that reads it
 _VOCAB_ARRAYS = ("flat_bytes", "token_starts", "lengths")
 
 
@@ -252,7 +252,7 @@ class GrammarCompiler:
         self.warm_inside = 1000        # masks computed for them inside a lexeme (each kept in the cache file)
         self.walk_length = 60          # terminals per seeded random parser walk (after the breadth-first ones)
         self.walk_patience = 2000      # walks stop after this many configurations needed no new mask
-        self.walk_masks = 50_000       # or after computing this many masks (each kept in the cache file)
+        self.walk_masks = 20_000       # or after computing this many masks (each kept in the cache file)
         self.walk_ends = 8             # lexer states warmed after one token from a lexeme start, the commonest
 
     def compile(self, grammar: Grammar | str) -> CompiledGrammar:

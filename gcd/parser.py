@@ -168,14 +168,14 @@ class Node:
 
     def __init__(self, state: int, parents: tuple["Node", ...]) -> None:
         self.state, self.parents = state, parents
-        self.height = 1 + max(p.height for p in parents) if parents else 0
+        self.height = (parents[0].height if len(parents) == 1 else max([p.height for p in parents])) + 1 if parents else 0
 
     def __repr__(self) -> str:
         return f"Node({self.state}, h={self.height}, {len(self.parents)} below)"
 
 
 def top_height(config: Config) -> int:
-    return max(node.height for node in config)
+    return max([node.height for node in config])
 
 
 class Parser:
@@ -248,7 +248,7 @@ class Parser:
         the input), and the floor read."""
         hit = self._next.get(config)
         if hit is None:
-            mask, floor = 0, min(node.height for node in config)
+            mask, floor = 0, min([node.height for node in config])
             for node in config:
                 m, f = self._node_takes(node, self._expected[node.state] & ~mask)
                 mask, floor = mask | m, min(floor, f)
@@ -259,7 +259,7 @@ class Parser:
     def is_accepting(self, config: Config) -> tuple[bool, int]:
         """Can the input end here? And the floor read (the reductions on $END alone: inside a
         nested construct there are none)."""
-        end, floor = 1 << self.table.end, min(node.height for node in config)
+        end, floor = 1 << self.table.end, min([node.height for node in config])
         for node in config:
             m, f = self._node_takes(node, end)
             floor = min(floor, f)
@@ -296,7 +296,7 @@ class Parser:
                 return hit
         actions, gotos, rule_len, rule_lhs = (self.table.actions, self.table.gotos,
                                               self.table.rule_len, self.table.rule_lhs)
-        floor = min(node.height for node in config)
+        floor = min([node.height for node in config])
         # the top level: state -> the nodes below it (grown by reductions), and the original node
         level: dict[int, list[Node]] = {node.state: list(node.parents) for node in config}
         original = {node.state: node for node in config}
@@ -332,27 +332,35 @@ class Parser:
 
     def _advance_one_stack(self, node: Node, terminal: int) -> tuple[Config, int] | None:
         """Plain LR parsing of one terminal on one stack, while every step has one action and
-        every node popped one node below it; None where that fails (then the general parser runs)."""
+        every node popped one node below it; None where that fails (then the general parser
+        runs). The states pushed by reductions are interned only if they stay on the stack."""
         actions, gotos, rule_len, rule_lhs = (self.table.actions, self.table.gotos,
                                               self.table.rule_len, self.table.rule_lhs)
-        floor = node.height
+        floor, base, pushed, state = node.height, node, [], node.state   # pushed: states above base
         while True:
-            options = actions[node.state].get(terminal)
+            options = actions[state].get(terminal)
             if not options:
                 return frozenset(), floor
             if len(options) > 1:
                 return None
             a = options[0]
             if a >= 0:
-                return frozenset([self._node(a, (node,))]), floor
-            base = node
-            for _ in range(rule_len[-a - 1]):
-                if len(base.parents) != 1:
-                    return None
-                base = base.parents[0]
-            if base.height < floor:
-                floor = base.height
-            node = self._node(gotos[base.state][rule_lhs[-a - 1]], (base,))
+                for s in pushed:
+                    base = self._node(s, (base,))
+                return frozenset([self._node(a, (base,))]), floor
+            k = rule_len[-a - 1]
+            if k <= len(pushed):
+                del pushed[len(pushed) - k:]
+            else:
+                for _ in range(k - len(pushed)):
+                    if len(base.parents) != 1:
+                        return None
+                    base = base.parents[0]
+                pushed.clear()
+                if base.height < floor:
+                    floor = base.height
+            state = gotos[pushed[-1] if pushed else base.state][rule_lhs[-a - 1]]
+            pushed.append(state)
 
     def _level_node(self, state: int, level: dict, original: dict) -> Node:
         node = original.get(state)
