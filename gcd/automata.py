@@ -59,17 +59,18 @@ class Outcome:
     emits: tuple[Emit, ...]
 
     def or_sparse(self, bits: np.ndarray, classes: list[int]) -> None:
-        """OR the sparse classes ``classes`` into ``bits``. Each class is kept, from the first
-        call on, as the bitset words it touches ((word index, word) pairs): OR-ing it is then
+        """OR the sparse classes ``classes`` into ``bits``. Each class is kept, from its first
+        use on, as the bitset words it touches ((word index, word) pairs): OR-ing it is then
         one indexed update."""
-        words = self.__dict__.get("_words")
-        if words is None:
-            words = _class_words(self.sparse_ids, self.sparse_starts)
-            object.__setattr__(self, "_words", words)
-        index, words, starts = words
+        kept = self.__dict__.get("_words")
+        if kept is None:
+            kept = {}
+            object.__setattr__(self, "_words", kept)
         for i in classes:
-            lo, hi = starts[i], starts[i + 1]
-            bits[index[lo:hi]] |= words[lo:hi]
+            words = kept.get(i)
+            if words is None:
+                words = kept[i] = _words_of(self.sparse_ids[self.sparse_starts[i]:self.sparse_starts[i + 1]])
+            bits[words[0]] |= words[1]
 
     def nbytes(self) -> int:
         return (self.dense_bits.nbytes + 3 * self.sparse_ids.nbytes   # ids, and the words made of them
@@ -89,6 +90,7 @@ class TokenGroups:
         self.offset_dtype = np.uint16 if int(vocab.lengths.max(initial=0)) < 1 << 16 else np.int32
         self._ids: list[np.ndarray | None] = []       # sorted token ids (None: derive from _bits)
         self._offsets: list[np.ndarray | int] = []    # per token, or one offset for all
+        self._whole: dict[int, bool] = {}             # group -> is_whole, as asked
         self._bits: list[np.ndarray | None] = []
         self._digests: list[bytes] = []
         self._index: dict[bytes, int] = {}
@@ -118,8 +120,12 @@ class TokenGroups:
         return offsets
 
     def is_whole(self, group: int) -> bool:
-        offsets = self._offsets[group]
-        return offsets == 0 if isinstance(offsets, int) else not offsets.any()
+        """Do all the group's tokens rest at offset 0 (whole tokens)?"""
+        whole = self._whole.get(group)
+        if whole is None:
+            offsets = self._offsets[group]
+            whole = self._whole[group] = offsets == 0 if isinstance(offsets, int) else not offsets.any()
+        return whole
 
     def bits(self, group: int) -> np.ndarray:
         """The group's tokens as a packed bitset (uint32 [words], read-only)."""
@@ -920,22 +926,14 @@ def _pack(flags: np.ndarray) -> np.ndarray:
     return np.packbits(flags, axis=-1, bitorder="little").view("<u4").astype(np.uint32, copy=False)
 
 
-def _class_words(ids: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For token-id classes in CSR form (``ids``, ``starts``): the distinct bitset words each
-    class touches, their bits, and CSR offsets, all classes at once."""
-    n = len(starts) - 1
+def _words_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bitset words token ids touch: (word indices, ascending; their bits)."""
+    ids = np.sort(np.asarray(ids, np.int64))
     if not len(ids):
-        return np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(n + 1, np.int64)
-    ids = np.asarray(ids, np.int64)
-    cls = np.repeat(np.arange(n, dtype=np.int64), np.diff(starts))
-    key = cls * (1 << 32) + (ids >> 5)
-    order = np.argsort(key, kind="stable")
-    key, bit = key[order], np.left_shift(np.uint32(1), (ids[order] & 31).astype(np.uint32))
-    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    words = np.bitwise_or.reduceat(bit, first)
-    index = key[first] & 0xFFFFFFFF
-    word_starts = np.searchsorted(key[first] >> 32, np.arange(n + 1))
-    return index, words, word_starts.astype(np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, np.uint32)
+    index = ids >> 5
+    first = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    return index[first], np.bitwise_or.reduceat(np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)), first)
 
 
 def _compact_ids(parts: list[np.ndarray], words: int) -> np.ndarray:

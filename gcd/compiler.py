@@ -301,9 +301,10 @@ class GrammarCompiler:
 
     def _precompute(self, automata: TokenAutomata, deadline: float) -> None:
         """Until the deadline: lex the vocabulary from the lexeme starts of the first parser
-        configurations (breadth-first), warm their masks, lex it from the mid-lexeme states
-        tokens end in, warm the masks of those configurations inside a lexeme (in a key, a
-        number, whitespace: where most tokens leave the text), then along random walks."""
+        configurations (breadth-first), warm their masks, lex it from the lexeme starts random
+        walks meet, then from the mid-lexeme states tokens end in, warm the masks of the first
+        configurations inside a lexeme (in a key, a number, whitespace: where most tokens leave
+        the text), then the masks along random walks."""
         from tqdm.auto import tqdm
 
         rec = automata.recognizer
@@ -323,6 +324,7 @@ class GrammarCompiler:
                 bar.update()
                 if time.perf_counter() > deadline:
                     return
+            self._discover(automata, seen, todo, deadline)
             for i, lex in enumerate(todo):  # breadth-first: the mid-lexeme states nearest the starts first
                 if time.perf_counter() > deadline:
                     return
@@ -348,6 +350,20 @@ class GrammarCompiler:
                     break
             bar.total = bar.n + self.walk_masks
             self._wander(automata, seen, todo, deadline, bar)
+
+    def _discover(self, automata: TokenAutomata, seen: set, todo: list, deadline: float) -> None:
+        """Random parser walks (seeded) until ``walk_patience`` configurations in a row met no
+        new lexeme start or the deadline passes, lexing the vocabulary from each new one: a
+        lexeme start first met while decoding costs the most (the whole vocabulary is lexed)."""
+        rec, rng, idle = automata.recognizer, random.Random(0), 0
+        while idle < self.walk_patience and time.perf_counter() < deadline:
+            for config in automata.walk(rng, self.walk_length):
+                idle += 1
+                start = rec.lexeme_start(config)[0]
+                if start not in seen:
+                    seen.add(start)
+                    self._more(automata, start, seen, todo)
+                    idle = 0
 
     def _wander(self, automata: TokenAutomata, seen: set, todo: list, deadline: float, bar) -> None:
         """Random parser walks (seeded: the same every compile) until ``walk_patience``
