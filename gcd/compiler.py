@@ -8,6 +8,7 @@ decides the language and the lexing, the vocabulary, and gcd's own source.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import gc
@@ -251,7 +252,8 @@ class GrammarCompiler:
         self.warm_masks = 1000         # of them, those whose masks compiling computes
         self.warm_inside = 1000        # masks computed for them inside a lexeme (each kept in the cache file)
         self.walk_length = 60          # terminals per seeded random parser walk (after the breadth-first ones)
-        self.walk_patience = 2000      # walks stop after this many configurations needed no new mask
+        self.walk_patience = 2000      # walks stop when, of this many configurations in a row,
+        self.walk_rate = 3             # under this many in 100 needed a new mask
         self.walk_masks = 20_000       # or after computing this many masks (each kept in the cache file)
         self.walk_ends = 8             # lexer states warmed after one token from a lexeme start, the commonest
 
@@ -366,33 +368,36 @@ class GrammarCompiler:
                     idle = 0
 
     def _wander(self, automata: TokenAutomata, seen: set, todo: list, deadline: float, bar) -> None:
-        """Random parser walks (seeded: the same every compile) until ``walk_patience``
-        configurations in a row needed no new mask, ``walk_masks`` masks are computed or the deadline passes.
-        At each configuration: lex the vocabulary from its lexeme start if that is new, and warm
-        its masks there and in the ``walk_ends`` lexer states most tokens end in from there
-        (inside a string, after a number: where decoding is right after one token)."""
-        rec, rng, idle, masks = automata.recognizer, random.Random(0), 0, 0
+        """Random parser walks (seeded: the same every compile) until fewer than ``walk_rate`` in 100 of the
+        last ``walk_patience`` configurations needed a new mask (the walks have met most of
+        what they will meet), ``walk_masks`` masks are computed or the deadline passes. At each
+        configuration: lex the vocabulary from its lexeme start if that is new, and warm its
+        masks there and in the ``walk_ends`` lexer states most tokens end in from there (inside
+        a string, after a number: where decoding is right after one token)."""
+        rec, rng, masks = automata.recognizer, random.Random(0), 0
         ends: dict[tuple, list[int]] = {}   # lexeme start -> the lexer states tokens end in from it
-        while idle < self.walk_patience and masks < self.walk_masks:
+        news = collections.deque(maxlen=self.walk_patience)   # per configuration: did it need a new mask?
+        while masks < self.walk_masks:
             for config in automata.walk(rng, self.walk_length):
-                idle += 1
                 start = rec.lexeme_start(config)[0]
                 if start not in seen:
                     seen.add(start)
                     self._more(automata, start, seen, todo)
                 if start not in ends:
                     ends[start] = [start[0]] + automata.token_ends(start[0])[:self.walk_ends]
+                before = automata.computed
                 for s in ends[start]:
                     state = (config, (s, None))
-                    if not rec.is_viable(state)[0]:
-                        continue
-                    before = automata.computed
-                    automata.mask(state)
-                    if automata.computed > before:
-                        idle, masks = 0, masks + automata.computed - before
-                        bar.update(automata.computed - before)
-                    if masks >= self.walk_masks or time.perf_counter() > deadline:
-                        return
+                    if rec.is_viable(state)[0]:
+                        automata.mask(state)
+                new = automata.computed - before
+                masks += new
+                bar.update(new)
+                news.append(new > 0)
+                if masks >= self.walk_masks or time.perf_counter() > deadline:
+                    return
+                if len(news) == news.maxlen and sum(news) * 100 < len(news) * self.walk_rate:
+                    return
 
     @staticmethod
     def _more(automata: TokenAutomata, lex: tuple, seen: set, todo: list) -> None:

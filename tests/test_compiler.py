@@ -225,6 +225,33 @@ def test_compiled_grammar_pickles_and_keeps_working():
     assert walk_masks(clone, WALK) == before
 
 
+def trie_paths(automata) -> dict:
+    """The stack-top mask trie as {(raw lex, group, states from the top): None (read deeper) or
+    (mask bytes, depth)}."""
+    levels = automata._trie_levels()
+    paths: dict[int, tuple] = {}
+
+    def path(i: int) -> tuple:
+        if i not in paths:
+            above, state, lex, group, _ = levels[i]
+            paths[i] = (lex, group, (state,)) if above < 0 else (*path(above)[:2], path(above)[2] + (state,))
+        return paths[i]
+
+    return {path(i): None if found is None else (found[0].tobytes(), found[1])
+            for i, (*_, found) in enumerate(levels)}
+
+
+def test_the_mask_trie_survives_the_cache_format(smollm2_vocab):
+    """Every level of the trie compiling warmed (deep ones included) comes back from the cache
+    format with its mask."""
+    compiled = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False, precompute_seconds=0.5).compile(
+        gcd.Grammar.from_file(ROOT / "grammars/json.lark"))
+    clone = pickle.loads(pickle.dumps(compiled))
+    before = trie_paths(compiled.automata)
+    assert len(before) > 500 and max(len(states) for _, _, states in before) >= 6
+    assert trie_paths(clone.automata) == before
+
+
 def test_second_compile_in_a_new_process_reads_the_cache(tmp_path):
     script = (
         "import time, gcd\n"
