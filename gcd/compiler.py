@@ -351,7 +351,7 @@ class GrammarCompiler:
                 if inside <= 0:
                     break
             bar.total = bar.n + self.walk_masks
-            self._wander(automata, seen, todo, deadline, bar)
+            self._wander(automata, deadline, bar)
 
     def _discover(self, automata: TokenAutomata, seen: set, todo: list, deadline: float) -> None:
         """Random parser walks (seeded) until ``walk_patience`` configurations in a row met no
@@ -367,22 +367,19 @@ class GrammarCompiler:
                     self._more(automata, start, seen, todo)
                     idle = 0
 
-    def _wander(self, automata: TokenAutomata, seen: set, todo: list, deadline: float, bar) -> None:
-        """Random parser walks (seeded: the same every compile) until fewer than ``walk_rate`` in 100 of the
-        last ``walk_patience`` configurations needed a new mask (the walks have met most of
-        what they will meet), ``walk_masks`` masks are computed or the deadline passes. At each
-        configuration: lex the vocabulary from its lexeme start if that is new, and warm its
-        masks there and in the ``walk_ends`` lexer states most tokens end in from there (inside
-        a string, after a number: where decoding is right after one token)."""
+    def _wander(self, automata: TokenAutomata, deadline: float, bar) -> None:
+        """Random parser walks (seeded: the same every compile) until fewer than ``walk_rate``
+        in 100 of the last ``walk_patience`` configurations needed a new mask (the walks have
+        met most of what they will meet), ``walk_masks`` masks are computed or the deadline
+        passes. At each configuration, warm its masks at its lexeme start and in the
+        ``walk_ends`` lexer states most tokens end in from there (inside a string, after a
+        number: where decoding is right after one token)."""
         rec, rng, masks = automata.recognizer, random.Random(0), 0
         ends: dict[tuple, list[int]] = {}   # lexeme start -> the lexer states tokens end in from it
-        news = collections.deque(maxlen=self.walk_patience)   # per configuration: did it need a new mask?
+        news, recent = collections.deque(), 0   # per configuration: did it need a new mask? How many did
         while masks < self.walk_masks:
             for config in automata.walk(rng, self.walk_length):
                 start = rec.lexeme_start(config)[0]
-                if start not in seen:
-                    seen.add(start)
-                    self._more(automata, start, seen, todo)
                 if start not in ends:
                     ends[start] = [start[0]] + automata.token_ends(start[0])[:self.walk_ends]
                 before = automata.computed
@@ -394,9 +391,12 @@ class GrammarCompiler:
                 masks += new
                 bar.update(new)
                 news.append(new > 0)
+                recent += new > 0
+                if len(news) > self.walk_patience:
+                    recent -= news.popleft()
                 if masks >= self.walk_masks or time.perf_counter() > deadline:
                     return
-                if len(news) == news.maxlen and sum(news) * 100 < len(news) * self.walk_rate:
+                if len(news) == self.walk_patience and recent * 100 < len(news) * self.walk_rate:
                     return
 
     @staticmethod
