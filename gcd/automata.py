@@ -36,6 +36,7 @@ from gcd.vocab import Vocabulary
 DENSE_CLASS = 512          # classes with at least this many tokens are stored as bitsets
 SMALL_GROUP = 8            # emit groups up to this size are checked token by token
 SMALL_WALK = 64            # groups up to this size are lexed token by token, in plain Python
+SPLIT_GROUP = 4096         # at a lexeme start, groups of at least this size are lexed by first byte
 
 
 @dataclass(frozen=True)
@@ -54,35 +55,26 @@ class Outcome:
     dense_ends: tuple[RawLex, ...]   # raw lexer state each dense class ends in
     dense_bits: np.ndarray           # uint32 [n_dense, words]
     sparse_ends: tuple[RawLex, ...]
-    sparse_ids: np.ndarray           # int32: token ids of the sparse classes, class after class
-    sparse_starts: np.ndarray        # int64 [n_sparse + 1]: CSR offsets into sparse_ids
+    sparse_ids: tuple[np.ndarray, ...]   # the token ids of each sparse class
     emits: tuple[Emit, ...]
 
     def or_sparse(self, bits: np.ndarray, classes: list[int]) -> None:
-        """OR the sparse classes ``classes`` into ``bits``. Each class is kept, from its first
-        use on, as the bitset words it touches ((word index, word) pairs): OR-ing it is then
-        one indexed update."""
-        kept = self.__dict__.get("_words")
-        if kept is None:
-            kept = {}
-            object.__setattr__(self, "_words", kept)
-        for i in classes:
-            words = kept.get(i)
-            if words is None:
-                words = kept[i] = _words_of(self.sparse_ids[self.sparse_starts[i]:self.sparse_starts[i + 1]])
-            bits[words[0]] |= words[1]
+        """OR the tokens of the sparse classes ``classes`` into ``bits``, gathered in one array."""
+        if classes:
+            _set_bits(bits, np.concatenate([self.sparse_ids[i] for i in classes]))
 
     def nbytes(self) -> int:
-        return (self.dense_bits.nbytes + 3 * self.sparse_ids.nbytes   # ids, and the words made of them
-                + 64 * (len(self.emits) + len(self.dense_ends) + len(self.sparse_ends)))
+        return (self.dense_bits.nbytes + sum(ids.nbytes for ids in self.sparse_ids)
+                + 64 * (len(self.emits) + len(self.dense_ends) + 2 * len(self.sparse_ends)))
 
 
 class TokenGroups:
     """Token groups: sets of token ids, each with the offset where its rest starts, numbered by
     content. Group 0 is every token with bytes, whole; ``first_byte_groups`` splits it by first
-    byte. These first groups depend on the vocabulary alone (``vocabulary_groups``); the others
-    are the grammar's. A group whose tokens all rest at one offset and that is large is kept
-    as a bitset (its ids are derived when asked for)."""
+    byte (``by_first_byte`` splits any group by the first byte of its rests). These first groups
+    depend on the vocabulary alone (``vocabulary_groups``); the others are the grammar's. A
+    group whose tokens all rest at one offset and that is large is kept as a bitset (its ids
+    are derived when asked for)."""
 
     def __init__(self, vocab: Vocabulary, shared: dict[str, np.ndarray] | None = None,
                  derived_bytes: int = 64 << 20) -> None:
@@ -91,6 +83,8 @@ class TokenGroups:
         self._ids: list[np.ndarray | None] = []       # sorted token ids (None: derive from _bits)
         self._offsets: list[np.ndarray | int] = []    # per token, or one offset for all
         self._whole: dict[int, bool] = {}             # group -> is_whole, as asked
+        self._split: dict[int, list] = {}             # group -> by_first_byte, as asked
+        self._flat, self._token_starts = vocab.flat_bytes, vocab.token_starts
         self._bits: list[np.ndarray | None] = []
         self._digests: list[bytes] = []
         self._index: dict[bytes, int] = {}
@@ -127,6 +121,19 @@ class TokenGroups:
             whole = self._whole[group] = offsets == 0 if isinstance(offsets, int) else not offsets.any()
         return whole
 
+    def by_first_byte(self, group: int) -> list[tuple[int, int]]:
+        """(byte, group) for each first byte of the group's rests: the tokens whose rest starts
+        with it, with their rests one byte further."""
+        if group == 0:
+            return self.first_byte_groups
+        split = self._split.get(group)
+        if split is None:
+            ids, offsets = self.ids(group), self.offsets(group)
+            first = self._flat[self._token_starts[ids] + offsets]
+            split = self._split[group] = [(b, self.add(ids[members], offsets[members] + 1))
+                                          for b, members in _group_by(first, np.arange(len(ids)))]
+        return split
+
     def bits(self, group: int) -> np.ndarray:
         """The group's tokens as a packed bitset (uint32 [words], read-only)."""
         b = self._bits[group]
@@ -160,15 +167,21 @@ class TokenGroups:
         return gid
 
     def export(self) -> dict[str, np.ndarray]:
-        """The grammar's groups (those after the shared ones) as flat arrays."""
+        """The grammar's groups (those after the shared ones) as flat arrays, and the splits
+        by first byte made so far (rows of group, byte, the group of those tokens)."""
         with self._lock:
-            return _pack_groups(self._ids[self.n_shared:], self._offsets[self.n_shared:], self._bits[self.n_shared:],
-                                self._digests[self.n_shared:], self.offset_dtype, self.words)
+            packed = _pack_groups(self._ids[self.n_shared:], self._offsets[self.n_shared:], self._bits[self.n_shared:],
+                                  self._digests[self.n_shared:], self.offset_dtype, self.words)
+            packed["split"] = np.array([(g, b, sub) for g, split in self._split.items() for b, sub in split],
+                                       np.int32).reshape(-1, 3)
+            return packed
 
     def restore(self, packed: dict[str, np.ndarray]) -> None:
         """Append the groups of an ``export`` (of groups over the same vocabulary)."""
         with self._lock:
             self._append_packed(packed)
+            for g, b, sub in packed["split"].tolist():
+                self._split.setdefault(g, []).append((b, sub))
 
     def _append_packed(self, packed: dict[str, np.ndarray]) -> None:
         starts, ids, offsets, digests = packed["starts"], packed["ids"], packed["offsets"], packed["digests"]
@@ -233,49 +246,56 @@ def _digest(ids: np.ndarray, offsets: np.ndarray) -> bytes:
                            digest_size=16).digest()
 
 
-class _RowPool:
-    """Bitset rows for a cache file, each stored once: as token ids when that is smaller."""
+class _TokenSets:
+    """Token sets for a cache file (mask rows, outcome classes), each stored once: as token
+    ids where that is smaller than a bitset, else as a bitset."""
 
     def __init__(self, words: int) -> None:
         self.words = words
         self._index: dict[bytes, int] = {}
-        self._rows: list[np.ndarray] = []
+        self._sets: list[tuple[np.ndarray | None, np.ndarray | None]] = []   # (bitset, sorted ids), one given
 
-    def add(self, row: np.ndarray) -> int:
-        key = row.tobytes()
+    def add_bits(self, row: np.ndarray) -> int:
+        return self._add(b"b" + row.tobytes(), (row, None))
+
+    def add_ids(self, ids: np.ndarray) -> int:
+        ids = np.asarray(ids, np.int32)
+        return self._add(b"i" + ids.tobytes(), (None, ids))
+
+    def _add(self, key: bytes, value: tuple) -> int:
         i = self._index.get(key)
         if i is None:
-            i = self._index[key] = len(self._rows)
-            self._rows.append(row)
+            i = self._index[key] = len(self._sets)
+            self._sets.append(value)
         return i
 
     def export(self) -> dict[str, np.ndarray]:
         dense, ids, starts, where = [], [], [0], []
-        for row in self._rows:
-            members = _bits_to_ids(row)
-            if len(members) < self.words:
-                where.append(-len(starts))       # -(k + 1): the k-th sparse row
+        most = self.words * 4 // _compact_ids([], self.words).itemsize   # ids smaller than a bitset
+        for bits, members in self._sets:
+            if members is None:
+                members = _bits_to_ids(bits)
+            if len(members) < most:
+                where.append(-len(starts))       # -(k + 1): the k-th set kept as ids
                 ids.append(members)
                 starts.append(starts[-1] + len(members))
             else:
                 where.append(len(dense))
-                dense.append(row)
+                dense.append(_ids_to_bits(members, self.words) if bits is None else bits)
         return {"dense": np.stack(dense) if dense else np.zeros((0, self.words), np.uint32),
                 "ids": _compact_ids(ids, self.words),
                 "starts": np.array(starts, np.int64), "where": np.array(where, np.int64)}
 
     @staticmethod
-    def restore(arrays: dict[str, np.ndarray], words: int) -> list[np.ndarray]:
-        """The rows, in the order they were added (dense ones as read-only views of the file)."""
-        dense, ids, starts = arrays["dense"], arrays["ids"], arrays["starts"]
-        out = []
+    def restore(arrays: dict[str, np.ndarray]) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+        """The sets in the order they were added, as (bitsets, ids): each set is a read-only
+        view of the file in one of the two lists, None in the other."""
+        dense, ids, starts = arrays["dense"], arrays["ids"], arrays["starts"].tolist()
+        as_bits, as_ids = [], []
         for w in arrays["where"].tolist():
-            if w >= 0:
-                out.append(dense[w])
-            else:
-                k = -w - 1
-                out.append(_readonly(_ids_to_bits(ids[starts[k]:starts[k + 1]], words)))
-        return out
+            as_bits.append(dense[w] if w >= 0 else None)
+            as_ids.append(ids[starts[-w - 1]:starts[-w]] if w < 0 else None)
+        return as_bits, as_ids
 
 
 class TokenAutomata:
@@ -361,9 +381,9 @@ class TokenAutomata:
             for (t, last), bits in zip(out.dense_ends, out.dense_bits):
                 if last is None:
                     moves[_bits_to_ids(bits)] = t
-            for i, (t, last) in enumerate(out.sparse_ends):
+            for (t, last), ids in zip(out.sparse_ends, out.sparse_ids):
                 if last is None:
-                    moves[out.sparse_ids[out.sparse_starts[i]:out.sparse_starts[i + 1]]] = t
+                    moves[ids] = t
             moves = _readonly(moves)
             self._moves.put(s, moves, moves.nbytes)
         return moves
@@ -376,9 +396,9 @@ class TokenAutomata:
         for (t, last), bits in zip(out.dense_ends, out.dense_bits):
             if last is None and t != s:
                 sizes[t] = sizes.get(t, 0) + int(np.unpackbits(bits.view(np.uint8)).sum())
-        for (t, last), lo, hi in zip(out.sparse_ends, out.sparse_starts.tolist(), out.sparse_starts[1:].tolist()):
+        for (t, last), ids in zip(out.sparse_ends, out.sparse_ids):
             if last is None and t != s:
-                sizes[t] = sizes.get(t, 0) + hi - lo
+                sizes[t] = sizes.get(t, 0) + len(ids)
         return sorted(sizes, key=lambda t: -sizes[t])
 
     def _fallback_tokens(self, config: Config, s: int) -> np.ndarray:
@@ -547,22 +567,26 @@ class TokenAutomata:
         key = (lex, group)
         out = self._outcomes.get(key)
         if out is None:
-            out = self._by_first_byte(lex) if group == 0 else self._lex_group(lex, group)
-            if self.recognizer.lexer.is_start(lex[0]):
+            at_start = self.recognizer.lexer.is_start(lex[0])
+            if group == 0 or (at_start and len(self.groups.ids(group)) >= SPLIT_GROUP):
+                out = self._by_first_byte(lex, group)
+            else:
+                out = self._lex_group(lex, group)
+            if at_start:
                 out = self._merge_ignored(lex, out)
             self._outcomes.put(key, out, out.nbytes())
         return out
 
-    def _by_first_byte(self, lex: RawLex) -> Outcome:
-        """The whole vocabulary's outcome assembled from the outcomes of its tokens after their
-        first byte. The lexer state after one byte is shared by many lexer states (inside an
+    def _by_first_byte(self, lex: RawLex, group: int) -> Outcome:
+        """A large group's outcome assembled from the outcomes of its rests after their first
+        byte. The lexer state after one byte is shared by many lexer states (inside an
         identifier, a number, whitespace, whatever candidate set the lexeme started with), so
         most lexing is shared."""
         s, last = lex
         lexer, groups = self.recognizer.lexer, self.groups
         row, accept = lexer.rows[s], lexer.accept
         parts, dead = [], []
-        for byte, sub in groups.first_byte_groups:
+        for byte, sub in groups.by_first_byte(group):
             t = row[byte]
             m = lexer.match_before(s, byte)
             if t < 0:
@@ -582,7 +606,7 @@ class TokenAutomata:
         emits = []
         for (terminal, replay), subs in _group_pairs(dead):
             ids = np.concatenate([groups.ids(g) for g in subs])
-            offsets = np.concatenate([groups.offsets(g) for g in subs]) - 1   # whole tokens again
+            offsets = np.concatenate([groups.offsets(g) for g in subs]) - 1   # the rests again
             emits.append(Emit(terminal, replay, groups.add(ids, offsets)))
         return self._merge_emits(_concat(parts, self.words, tuple(emits)))
 
@@ -594,7 +618,7 @@ class TokenAutomata:
         if not again:
             return out
         rest = tuple(e for e in out.emits if not (ignored >> e.terminal & 1 and not e.replay))
-        kept = Outcome(out.dense_ends, out.dense_bits, out.sparse_ends, out.sparse_ids, out.sparse_starts, rest)
+        kept = replace(out, emits=rest)
         return self._merge_emits(_concat([kept] + [self.outcome(lex, e.group) for e in again], self.words, ()))
 
     def _merge_emits(self, out: Outcome) -> Outcome:
@@ -754,14 +778,13 @@ class TokenAutomata:
     def export(self) -> tuple[dict, dict[str, np.ndarray]]:
         """What was computed so far that does not depend on parser objects: the grammar's
         token groups, the outcomes and the stack-top trie of masks (JSON-able structure, arrays)."""
-        rows = _RowPool(self.words)
-        outcomes, sparse_ids, sparse_starts = [], [], []
+        sets = _TokenSets(self.words)
+        outcomes = []
         for (lex, group), out in self._outcomes.items():
             outcomes.append([_lex_json(lex), group, [_lex_json(e) for e in out.dense_ends],
-                             [rows.add(r) for r in out.dense_bits], [_lex_json(e) for e in out.sparse_ends],
+                             [sets.add_bits(r) for r in out.dense_bits], [_lex_json(e) for e in out.sparse_ends],
+                             [sets.add_ids(ids) for ids in out.sparse_ids],
                              [[e.terminal, e.replay.hex(), e.group] for e in out.emits]])
-            sparse_ids.append(out.sparse_ids)
-            sparse_starts.append(out.sparse_starts)
         lexes: dict[RawLex, int] = {}
         trie = {"above": [], "state": [], "lex": [], "group": [], "row": [], "depth": []}
         for above, state, lex, group, found in self._trie_levels():   # as arrays: tens of thousands
@@ -769,41 +792,43 @@ class TokenAutomata:
             trie["state"].append(state)
             trie["lex"].append(-1 if lex is None else lexes.setdefault(lex, len(lexes)))
             trie["group"].append(group)
-            trie["row"].append(-1 if found is None else rows.add(found[0]))
+            trie["row"].append(-1 if found is None else sets.add_bits(found[0]))
             trie["depth"].append(0 if found is None else found[1])
         arrays = {f"groups.{k}": v for k, v in self.groups.export().items()}
-        arrays.update({f"rows.{k}": v for k, v in rows.export().items()})
-        arrays.update({f"trie.{k}": np.array(v, np.int32) for k, v in trie.items()})
-        arrays["outcomes.sparse_ids"] = _compact_ids(sparse_ids, self.words)
-        arrays["outcomes.sparse_starts"] = np.concatenate(sparse_starts) if sparse_starts else np.zeros(0, np.int64)
+        arrays.update({f"sets.{k}": v for k, v in sets.export().items()})
+        arrays.update({f"trie.{k}": _narrow(v) for k, v in trie.items()})
         return {"outcomes": outcomes, "trie_lexes": [_lex_json(lex) for lex in lexes]}, arrays
 
     def restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         """Take what an ``export`` of automata for the same grammar, lexer and vocabulary holds."""
         self.groups.restore({k[len("groups."):]: v for k, v in arrays.items() if k.startswith("groups.")})
-        rows = [r if r.any() else self._nothing
-                for r in _RowPool.restore({k[len("rows."):]: v for k, v in arrays.items() if k.startswith("rows.")},
-                                          self.words)]
-        sparse_ids, sparse_starts = arrays["outcomes.sparse_ids"], arrays["outcomes.sparse_starts"]
-        i = j = 0
+        as_bits, as_ids = _TokenSets.restore({k[len("sets."):]: v for k, v in arrays.items() if k.startswith("sets.")})
+        rows: dict[int, np.ndarray] = {}
+
+        def row(k: int) -> np.ndarray:   # set k as a bitset
+            bits = rows.get(k)
+            if bits is None:
+                bits = as_bits[k] if as_bits[k] is not None else _ids_to_bits(as_ids[k], self.words)
+                bits = rows[k] = _readonly(bits) if bits.any() else self._nothing
+            return bits
+
         keys, outcomes = [], []
-        for lex, group, dense_ends, dense_rows, sparse_ends, emits in meta["outcomes"]:
-            starts = sparse_starts[j:j + len(sparse_ends) + 1]
-            dense = np.stack([rows[r] for r in dense_rows]) if dense_rows else np.zeros((0, self.words), np.uint32)
+        for lex, group, dense_ends, dense_sets, sparse_ends, sparse_sets, emits in meta["outcomes"]:
+            dense = np.stack([row(k) for k in dense_sets]) if dense_sets else np.zeros((0, self.words), np.uint32)
+            sparse = tuple(as_ids[k] if as_ids[k] is not None else _readonly(_bits_to_ids(as_bits[k]))
+                           for k in sparse_sets)
             outcomes.append(Outcome(tuple(map(_lex_tuple, dense_ends)), _readonly(dense),
-                                    tuple(map(_lex_tuple, sparse_ends)), sparse_ids[i:i + int(starts[-1])], starts,
+                                    tuple(map(_lex_tuple, sparse_ends)), sparse,
                                     tuple(Emit(t, bytes.fromhex(r), g) for t, r, g in emits)))
             keys.append((_lex_tuple(lex), group))
-            i, j = i + int(starts[-1]), j + len(sparse_ends) + 1
         self._outcomes.load(keys, outcomes, [out.nbytes() for out in outcomes])
         lexes = [_lex_tuple(lex) for lex in meta["trie_lexes"]]
-        sizes = [self._size(r) for r in rows]
-        above, state, lex, group, row, depth = (arrays[f"trie.{n}"].tolist()
-                                                for n in ("above", "state", "lex", "group", "row", "depth"))
+        above, state, lex, group, found_row, depth = (arrays[f"trie.{n}"].tolist()
+                                                      for n in ("above", "state", "lex", "group", "row", "depth"))
         keys = [(lexes[x], g, s) if a < 0 else (a, s) for a, s, x, g in zip(above, state, lex, group)]
-        found = [(i, None if r < 0 else (rows[r], d)) for i, r, d in zip(range(len(keys)), row, depth)]
+        found = [(i, None if r < 0 else (row(r), d)) for i, r, d in zip(range(len(keys)), found_row, depth)]
         self._trie_ids = itertools.count(len(keys))   # restored levels are numbered by their index
-        self._trie.load(keys, found, [64 if r < 0 else sizes[r] for r in row])
+        self._trie.load(keys, found, [64 if f is None else self._size(f[0]) for _, f in found])
 
     def stats(self) -> dict:
         return {"token_outcomes": len(self._outcomes), "token_groups": len(self.groups),
@@ -863,38 +888,36 @@ def _classes_outcome(classes: dict[RawLex, np.ndarray], words: int, emits: tuple
             dense_bits.append(_ids_to_bits(tok, words))
         else:
             sparse.append(end)
-            sparse_ids.append(tok.astype(np.int32))
-    starts = np.zeros(len(sparse_ids) + 1, dtype=np.int64)
-    if sparse_ids:
-        starts[1:] = np.cumsum([len(x) for x in sparse_ids])
+            sparse_ids.append(_readonly(np.sort(tok).astype(np.int32)))
     return Outcome(
         dense_ends=tuple(dense),
         dense_bits=np.stack(dense_bits) if dense_bits else np.zeros((0, words), np.uint32),
-        sparse_ends=tuple(sparse),
-        sparse_ids=np.concatenate(sparse_ids) if sparse_ids else np.zeros(0, np.int32),
-        sparse_starts=starts, emits=emits)
+        sparse_ends=tuple(sparse), sparse_ids=tuple(sparse_ids), emits=emits)
 
 
 def _concat(parts: list[Outcome], words: int, emits: tuple) -> Outcome:
     """One outcome holding the classes and emits of ``parts`` (disjoint token sets) and
-    ``emits``; classes that end in the same state are merged."""
+    ``emits``; classes that end in the same state are merged (into a bitset where one of them
+    is one, or where they hold ``DENSE_CLASS`` tokens)."""
     dense: dict[RawLex, np.ndarray] = {}
     sparse: dict[RawLex, list[np.ndarray]] = {}
     for p in parts:
         for end, bits in zip(p.dense_ends, p.dense_bits):
             dense[end] = dense[end] | bits if end in dense else bits
-        for i, end in enumerate(p.sparse_ends):
-            sparse.setdefault(end, []).append(p.sparse_ids[p.sparse_starts[i]:p.sparse_starts[i + 1]])
+        for end, ids in zip(p.sparse_ends, p.sparse_ids):
+            sparse.setdefault(end, []).append(ids)
         emits += p.emits
-    sparse_ids = [np.concatenate(x) for x in sparse.values()]
-    starts = np.zeros(len(sparse_ids) + 1, dtype=np.int64)
-    starts[1:] = np.cumsum([len(x) for x in sparse_ids])
+    sparse_ids = {}
+    for end, x in sparse.items():
+        ids = x[0] if len(x) == 1 else np.concatenate(x)
+        if end in dense or len(ids) >= DENSE_CLASS:
+            dense[end] = _set_bits(dense[end].copy() if end in dense else np.zeros(words, np.uint32), ids)
+        else:
+            sparse_ids[end] = ids if len(x) == 1 else _readonly(np.sort(ids))
     return Outcome(
         dense_ends=tuple(dense),
         dense_bits=np.stack(list(dense.values())) if dense else np.zeros((0, words), np.uint32),
-        sparse_ends=tuple(sparse),
-        sparse_ids=np.concatenate(sparse_ids) if sparse_ids else np.zeros(0, np.int32),
-        sparse_starts=starts, emits=emits)
+        sparse_ends=tuple(sparse_ids), sparse_ids=tuple(sparse_ids.values()), emits=emits)
 
 
 def _bits(mask: int):
@@ -926,14 +949,10 @@ def _pack(flags: np.ndarray) -> np.ndarray:
     return np.packbits(flags, axis=-1, bitorder="little").view("<u4").astype(np.uint32, copy=False)
 
 
-def _words_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The bitset words token ids touch: (word indices, ascending; their bits)."""
-    ids = np.sort(np.asarray(ids, np.int64))
-    if not len(ids):
-        return np.zeros(0, np.int64), np.zeros(0, np.uint32)
-    index = ids >> 5
-    first = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
-    return index[first], np.bitwise_or.reduceat(np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)), first)
+def _narrow(values: list[int]) -> np.ndarray:
+    """Integers as int16 where they fit, else int32 (cache files)."""
+    small = not values or -(1 << 15) <= min(values) and max(values) < 1 << 15
+    return np.array(values, np.int16 if small else np.int32)
 
 
 def _compact_ids(parts: list[np.ndarray], words: int) -> np.ndarray:
@@ -944,14 +963,19 @@ def _compact_ids(parts: list[np.ndarray], words: int) -> np.ndarray:
 
 def _ids_to_bits(ids: np.ndarray, words: int) -> np.ndarray:
     """Token ids -> packed bitset uint32 [words]."""
-    bits = np.zeros(words, dtype=np.uint32)
-    if len(ids) < words:   # few tokens: set their bits one by one
+    return _set_bits(np.zeros(words, dtype=np.uint32), ids)
+
+
+def _set_bits(bits: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Set the bits of token ids in ``bits`` (uint32 [words]); returns ``bits``."""
+    if len(ids) * 2 < len(bits):   # few tokens: one by one
         ids = np.asarray(ids, np.int64)
         np.bitwise_or.at(bits, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
-        return bits
-    flags = np.zeros(words * 32, dtype=bool)
-    flags[ids] = True
-    return _pack(flags)
+    else:                          # many: a flag per token, packed
+        flags = np.zeros(len(bits) * 32, dtype=bool)
+        flags[ids] = True
+        bits |= _pack(flags)
+    return bits
 
 
 def _bits_to_ids(bits: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from gcd.parser import ParseTable
 from gcd.recognizer import Recognizer
 from gcd.vocab import Vocabulary
 
-CACHE_FORMAT = 4   # the layout of a cache file; the source digest covers the code that reads it
+CACHE_FORMAT = 5   # the layout of a cache file; the source digest covers the code that reads it
 _VOCAB_ARRAYS = ("flat_bytes", "token_starts", "lengths")
 
 
@@ -265,7 +265,8 @@ class GrammarCompiler:
         groups = shared_groups(self.vocab, self.cache_dir if self.cache else None)
         if path is not None and path.exists():
             try:
-                meta, arrays = store.read(path)
+                with _gc_paused():   # the header's JSON is tens of thousands of small objects too
+                    meta, arrays = store.read(path)
                 if meta.get("key") != key:
                     raise store.StoreError("the file's key is not its name")
                 return _restore(grammar, self.vocab, meta, arrays, groups, self.cache_bytes)

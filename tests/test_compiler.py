@@ -241,15 +241,31 @@ def trie_paths(automata) -> dict:
             for i, (*_, found) in enumerate(levels)}
 
 
-def test_the_mask_trie_survives_the_cache_format(smollm2_vocab):
+def outcome_contents(automata) -> dict:
+    """The token outcomes as {(raw lex, group): (dense classes, sparse classes, emits)}, each
+    class as (the raw lexer state it ends in, its token ids)."""
+    return {key: (sorted((end, tuple(np.flatnonzero(np.unpackbits(bits.view(np.uint8), bitorder="little"))))
+                         for end, bits in zip(out.dense_ends, out.dense_bits)),
+                  sorted((end, tuple(sorted(ids.tolist()))) for end, ids in zip(out.sparse_ends, out.sparse_ids)),
+                  out.emits)
+            for key, out in automata._outcomes.items()}
+
+
+def test_the_mask_trie_and_the_outcomes_survive_the_cache_format(smollm2_vocab):
     """Every level of the trie compiling warmed (deep ones included) comes back from the cache
-    format with its mask."""
+    format with its mask; every token outcome with its classes and emits; every group's split
+    by first byte."""
     compiled = gcd.GrammarCompiler(smollm2_vocab, cache=False, progress=False, precompute_seconds=0.5).compile(
         gcd.Grammar.from_file(ROOT / "grammars/json.lark"))
     clone = pickle.loads(pickle.dumps(compiled))
     before = trie_paths(compiled.automata)
     assert len(before) > 500 and max(len(states) for _, _, states in before) >= 6
     assert trie_paths(clone.automata) == before
+    outcomes = outcome_contents(compiled.automata)
+    assert len(outcomes) > 100 and any(sparse for _, sparse, _ in outcomes.values())
+    assert outcome_contents(clone.automata) == outcomes
+    splits = compiled.automata.groups._split
+    assert splits and clone.automata.groups._split == splits
 
 
 def test_second_compile_in_a_new_process_reads_the_cache(tmp_path):
