@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gcd.cache import LRU
+from gcd.cache import LRU, ArrayPool
 from gcd.parser import Config
 from gcd.recognizer import RawLex, Recognizer, State
 from gcd.vocab import Vocabulary
@@ -302,7 +302,7 @@ class TokenAutomata:
     """Lazily built token-level automata of one grammar over one vocabulary. Safe to use from
     several threads. Its caches share ``cache_bytes``: outcomes 5/16, the lexer moves of whole
     tokens 1/16, masks by configuration 1/8 (those the trie cannot hold), the stack-top trie
-    3/8, decoding masks 1/8 (and derived token ids 1/8, in ``TokenGroups``); decoding steps
+    3/8 (its levels and the distinct masks they hold), decoding masks 1/8 (and derived token ids 1/8, in ``TokenGroups``); decoding steps
     keep one entry per 4 KiB of it (see ``GrammarCompiler``)."""
 
     def __init__(self, recognizer: Recognizer, vocab: Vocabulary, cache_bytes: int = 512 << 20,
@@ -320,7 +320,8 @@ class TokenAutomata:
         self._outcomes = LRU(items, max_bytes=cache_bytes * 5 // 16)  # (raw lex, group) -> Outcome
         self._moves = LRU(items, max_bytes=cache_bytes // 16)         # lexer state -> [V] (see _moves_from)
         self._masks = LRU(items, max_bytes=cache_bytes // 8)          # (config, raw lex, group) -> (bits, floor)
-        self._trie = LRU(items, max_bytes=cache_bytes * 3 // 8)       # see _trie_get
+        pool = self._pool = ArrayPool()                               # the trie's masks, each held once
+        self._trie = LRU(items, max_bytes=cache_bytes * 3 // 8, held=lambda: pool.nbytes)   # see _trie_get
         self._trie_ids = itertools.count()
         self._top = LRU(items, max_bytes=cache_bytes // 8)            # decoding state -> mask with EOS
         self._steps = LRU(items)                                      # (state, token) -> state | None
@@ -440,7 +441,7 @@ class TokenAutomata:
                 return hit
         bits, floor = self._compute_mask(config, lex, group)
         self.computed += 1
-        bits = _readonly(bits) if bits.any() else self._nothing
+        bits = self._pool.share(_readonly(bits)) if bits.any() else self._nothing
         if not (chain and self._trie_put(keys, node, max(0, top.height - floor), bits)):
             self._masks.put(exact, (bits, floor), self._size(bits))
         return bits, floor
@@ -483,7 +484,7 @@ class TokenAutomata:
                     self._trie.put(key, entry, 64)
                 node = node.parents[0]
                 key = (entry[0], node.state)
-        self._trie.put(key, (next(self._trie_ids), (bits, depth)), self._size(bits))
+        self._trie.put(key, (next(self._trie_ids), (bits, depth)), 64)   # its mask is counted in the pool
         return True
 
     def _trie_levels(self) -> list[tuple[int, int, RawLex | None, int, tuple | None]]:
@@ -809,7 +810,7 @@ class TokenAutomata:
             bits = rows.get(k)
             if bits is None:
                 bits = as_bits[k] if as_bits[k] is not None else _ids_to_bits(as_ids[k], self.words)
-                bits = rows[k] = _readonly(bits) if bits.any() else self._nothing
+                bits = rows[k] = self._pool.share(_readonly(bits)) if bits.any() else self._nothing
             return bits
 
         keys, outcomes = [], []
@@ -828,12 +829,12 @@ class TokenAutomata:
         keys = [(lexes[x], g, s) if a < 0 else (a, s) for a, s, x, g in zip(above, state, lex, group)]
         found = [(i, None if r < 0 else (row(r), d)) for i, r, d in zip(range(len(keys)), found_row, depth)]
         self._trie_ids = itertools.count(len(keys))   # restored levels are numbered by their index
-        self._trie.load(keys, found, [64 if f is None else self._size(f[0]) for _, f in found])
+        self._trie.load(keys, found, [64] * len(keys))
 
     def stats(self) -> dict:
         return {"token_outcomes": len(self._outcomes), "token_groups": len(self.groups),
                 "cached_masks": len(self._masks) + len(self._trie), "computed_masks": self.computed,
-                "cache_bytes": self._outcomes.nbytes + self._masks.nbytes + self._trie.nbytes}
+                "cache_bytes": self._outcomes.nbytes + self._masks.nbytes + self._trie.nbytes + self._pool.nbytes}
 
 
 def _reachable(level: int, keys: dict, kept: dict) -> bool:

@@ -1,9 +1,13 @@
-"""``LRU``: a bounded, thread-safe memo with least-recently-used eviction."""
+"""``LRU``: a bounded, thread-safe memo with least-recently-used eviction; ``ArrayPool``:
+equal arrays held once."""
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
+
+import numpy as np
 
 
 class LRU:
@@ -15,12 +19,15 @@ class LRU:
     are expected to be results of pure computations, so two threads putting the same key
     store equal values. Values that are tuples of numbers and arrays add little to the
     garbage collector's work: it stops tracking tuples that hold no containers.
+
+    ``held``: bytes its values hold outside the sizes given to ``put`` (arrays of an
+    ``ArrayPool`` that entries share), counted against ``max_bytes`` too.
     """
 
-    def __init__(self, max_items: int, max_bytes: int | None = None) -> None:
+    def __init__(self, max_items: int, max_bytes: int | None = None, held: Callable[[], int] | None = None) -> None:
         if max_items < 1:
             raise ValueError("an LRU needs room for one entry at least")
-        self.max_items, self.max_bytes = max_items, max_bytes
+        self.max_items, self.max_bytes, self._held = max_items, max_bytes, held
         self._data: OrderedDict[Hashable, Any] = OrderedDict()
         self._sizes: dict[Hashable, int] = {}   # the entries given a size, when bytes are bounded
         self._bytes = 0
@@ -47,7 +54,7 @@ class LRU:
     def put(self, key: Hashable, value: Any, nbytes: int = 0) -> None:
         with self._lock:
             self._add(key, value, nbytes)
-            if len(self._data) > self.max_items or (self.max_bytes is not None and self._bytes > self.max_bytes):
+            if len(self._data) > self.max_items or self._over_bytes():
                 self._evict()
 
     def load(self, keys: list, values: list, sizes: list[int]) -> None:
@@ -72,10 +79,13 @@ class LRU:
             if nbytes:
                 self._sizes[key] = nbytes
 
+    def _over_bytes(self) -> bool:
+        return self.max_bytes is not None and self._bytes + (self._held() if self._held else 0) > self.max_bytes
+
     def _evict(self) -> None:
-        while len(self._data) > self.max_items or (
-                self.max_bytes is not None and self._bytes > self.max_bytes and len(self._data) > 1):
-            key, _ = self._data.popitem(last=False)
+        while len(self._data) > self.max_items or (len(self._data) > 1 and self._over_bytes()):
+            key, value = self._data.popitem(last=False)
+            del value   # what only it held is freed now, before ``held`` is asked again
             self._bytes -= self._sizes.pop(key, 0)
 
     def items(self) -> list[tuple[Hashable, Any]]:
@@ -91,3 +101,36 @@ class LRU:
 
 
 _MISSING = object()
+
+
+class ArrayPool:
+    """Equal read-only arrays held once: ``share`` returns an equal array that something still
+    holds, or keeps the one given. ``nbytes`` is the size of the distinct arrays alive (each
+    is forgotten when the last holder drops it). Safe to use from several threads."""
+
+    def __init__(self) -> None:
+        self.nbytes = 0
+        self._arrays: dict[int, list[weakref.ref]] = {}   # hash of the bytes -> arrays alive
+        self._lock = threading.RLock()   # re-entered by a release that happens while it is held
+
+    def share(self, array: np.ndarray) -> np.ndarray:
+        key = hash(array.tobytes())
+        with self._lock:
+            for ref in list(self._arrays.get(key, ())):
+                kept = ref()
+                if kept is not None and kept.dtype == array.dtype and np.array_equal(kept, array):
+                    return kept
+            self._arrays.setdefault(key, []).append(weakref.ref(array, self._forget(key, array.nbytes)))
+            self.nbytes += array.nbytes
+        return array
+
+    def _forget(self, key: int, nbytes: int) -> Callable[[weakref.ref], None]:
+        def forget(ref: weakref.ref) -> None:
+            with self._lock:
+                refs = self._arrays.get(key, [])
+                if ref in refs:
+                    refs.remove(ref)
+                    self.nbytes -= nbytes
+                    if not refs:
+                        del self._arrays[key]
+        return forget

@@ -108,6 +108,7 @@ def test_tiny_caches_give_the_same_masks(name, workloads, smollm2_vocab):
     assert walk_digests(tiny, docs, 500) == walk_digests(unbounded, docs, 500)
     assert evictions[0] > 100, evictions   # the caches really were too small
     assert automata._masks.nbytes <= 256 << 10 and automata._outcomes.nbytes <= 384 << 10
+    assert automata._trie.nbytes + automata._pool.nbytes <= 384 << 10   # its levels and the masks they hold
     assert len(automata.recognizer.parser._advance) <= 256
 
 
