@@ -248,7 +248,7 @@ def _digest(ids: np.ndarray, offsets: np.ndarray) -> bytes:
 
 class _TokenSets:
     """Token sets for a cache file (mask rows, outcome classes), each stored once: as token
-    ids where that is smaller than a bitset, else as a bitset."""
+    ids where that is smaller than a bitset, else as a bitset (see ``_delta_rows``)."""
 
     def __init__(self, words: int) -> None:
         self.words = words
@@ -282,15 +282,16 @@ class _TokenSets:
             else:
                 where.append(len(dense))
                 dense.append(_ids_to_bits(members, self.words) if bits is None else bits)
-        return {"dense": np.stack(dense) if dense else np.zeros((0, self.words), np.uint32),
-                "ids": _compact_ids(ids, self.words),
-                "starts": np.array(starts, np.int64), "where": np.array(where, np.int64)}
+        arrays = _delta_rows(np.stack(dense) if dense else np.zeros((0, self.words), np.uint32))
+        arrays.update({"ids": _compact_ids(ids, self.words),
+                       "starts": np.array(starts, np.int64), "where": np.array(where, np.int64)})
+        return arrays
 
     @staticmethod
     def restore(arrays: dict[str, np.ndarray]) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
-        """The sets in the order they were added, as (bitsets, ids): each set is a read-only
-        view of the file in one of the two lists, None in the other."""
-        dense, ids, starts = arrays["dense"], arrays["ids"], arrays["starts"].tolist()
+        """The sets in the order they were added, as (bitsets, ids): each set is read-only and
+        in one of the two lists (the ids a view of the file), None in the other."""
+        dense, ids, starts = _undelta_rows(arrays), arrays["ids"], arrays["starts"].tolist()
         as_bits, as_ids = [], []
         for w in arrays["where"].tolist():
             as_bits.append(dense[w] if w >= 0 else None)
@@ -302,8 +303,9 @@ class TokenAutomata:
     """Lazily built token-level automata of one grammar over one vocabulary. Safe to use from
     several threads. Its caches share ``cache_bytes``: outcomes 5/16, the lexer moves of whole
     tokens 1/16, masks by configuration 1/8 (those the trie cannot hold), the stack-top trie
-    3/8 (its levels and the distinct masks they hold), decoding masks 1/8 (and derived token ids 1/8, in ``TokenGroups``); decoding steps
-    keep one entry per 4 KiB of it (see ``GrammarCompiler``)."""
+    3/8 (its levels and the distinct masks they hold), decoding masks 1/8 (and derived token
+    ids 1/8, in ``TokenGroups``); decoding steps keep one entry per 4 KiB of it (see
+    ``GrammarCompiler``)."""
 
     def __init__(self, recognizer: Recognizer, vocab: Vocabulary, cache_bytes: int = 512 << 20,
                  shared_groups: dict[str, np.ndarray] | None = None) -> None:
@@ -948,6 +950,52 @@ def _top(node, k: int) -> tuple:
 def _pack(flags: np.ndarray) -> np.ndarray:
     """bool [..., 32 * words] -> uint32 [..., words]; bit j of word i is flags[..., 32 * i + j]."""
     return np.packbits(flags, axis=-1, bitorder="little").view("<u4").astype(np.uint32, copy=False)
+
+
+def _delta_rows(rows: np.ndarray, near: int = 32) -> dict[str, np.ndarray]:
+    """Bitset rows for a cache file, mostly as differences: taken in order of their token
+    counts, each row is the tokens where it differs from the closest of the ``near`` rows
+    before it (masks of related contexts differ in a few tokens: SQL at 262k tokens, 503 rows
+    of 32 KiB, median 17 tokens apart), or the row itself where that is smaller."""
+    words = rows.shape[1]
+    order = np.argsort(np.bitwise_count(rows).sum(axis=1), kind="stable")
+    base, whole, flips = [], [], []
+    for k, i in enumerate(order.tolist()):
+        lo = max(0, k - near)
+        if k > lo:
+            apart = np.bitwise_count(rows[order[lo:k]] ^ rows[i]).sum(axis=1)
+            j = int(apart.argmin())
+            if apart[j] < words:   # as int32 ids, smaller than the row
+                base.append(lo + j)
+                flips.append(_bits_to_ids(rows[order[lo + j]] ^ rows[i]))
+                continue
+        base.append(-1)
+        whole.append(rows[i])
+    return {"dense.order": order.astype(np.int32), "dense.base": np.array(base, np.int32),
+            "dense.whole": np.stack(whole) if whole else np.zeros((0, words), np.uint32),
+            "dense.flips": np.concatenate(flips).astype(np.int32) if flips else np.zeros(0, np.int32),
+            "dense.flip_starts": np.cumsum([0] + [len(f) for f in flips], dtype=np.int64)}
+
+
+def _undelta_rows(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The rows of ``_delta_rows``, in their original order (read-only; whole ones are views)."""
+    order, base, whole = arrays["dense.order"].tolist(), arrays["dense.base"].tolist(), arrays["dense.whole"]
+    flips, flip_starts = arrays["dense.flips"], arrays["dense.flip_starts"].tolist()
+    stored, rows = [], [None] * len(order)
+    w = f = 0
+    for i, b in zip(order, base):
+        if b < 0:
+            row = whole[w]
+            w += 1
+        else:
+            row = stored[b].copy()
+            ids = flips[flip_starts[f]:flip_starts[f + 1]].astype(np.int64)
+            np.bitwise_xor.at(row, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
+            row = _readonly(row)
+            f += 1
+        stored.append(row)
+        rows[i] = row
+    return rows
 
 
 def _narrow(values: list[int]) -> np.ndarray:

@@ -30,7 +30,7 @@ from gcd.parser import ParseTable
 from gcd.recognizer import Recognizer
 from gcd.vocab import Vocabulary
 
-CACHE_FORMAT = 5   # the layout of a cache file; the source digest covers the code that reads it
+CACHE_FORMAT = 6   # the layout of a cache file; the source digest covers the code that reads it
 _VOCAB_ARRAYS = ("flat_bytes", "token_starts", "lengths")
 
 
