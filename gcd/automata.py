@@ -398,7 +398,7 @@ class TokenAutomata:
         sizes: dict[int, int] = {}
         for (t, last), bits in zip(out.dense_ends, out.dense_bits):
             if last is None and t != s:
-                sizes[t] = sizes.get(t, 0) + int(np.unpackbits(bits.view(np.uint8)).sum())
+                sizes[t] = sizes.get(t, 0) + int(np.bitwise_count(bits).sum())
         for (t, last), ids in zip(out.sparse_ends, out.sparse_ids):
             if last is None and t != s:
                 sizes[t] = sizes.get(t, 0) + len(ids)
@@ -809,9 +809,12 @@ class TokenAutomata:
         rows: dict[int, np.ndarray] = {}
 
         def row(k: int) -> np.ndarray:   # set k as a bitset
+            return as_bits[k] if as_bits[k] is not None else _ids_to_bits(as_ids[k], self.words)
+
+        def mask(k: int) -> np.ndarray:   # set k as a trie mask, held once
             bits = rows.get(k)
             if bits is None:
-                bits = as_bits[k] if as_bits[k] is not None else _ids_to_bits(as_ids[k], self.words)
+                bits = row(k)
                 bits = rows[k] = self._pool.share(_readonly(bits)) if bits.any() else self._nothing
             return bits
 
@@ -829,7 +832,7 @@ class TokenAutomata:
         above, state, lex, group, found_row, depth = (arrays[f"trie.{n}"].tolist()
                                                       for n in ("above", "state", "lex", "group", "row", "depth"))
         keys = [(lexes[x], g, s) if a < 0 else (a, s) for a, s, x, g in zip(above, state, lex, group)]
-        found = [(i, None if r < 0 else (row(r), d)) for i, r, d in zip(range(len(keys)), found_row, depth)]
+        found = [(i, None if r < 0 else (mask(r), d)) for i, r, d in zip(range(len(keys)), found_row, depth)]
         self._trie_ids = itertools.count(len(keys))   # restored levels are numbered by their index
         self._trie.load(keys, found, [64] * len(keys))
 
@@ -914,7 +917,8 @@ def _concat(parts: list[Outcome], words: int, emits: tuple) -> Outcome:
     for end, x in sparse.items():
         ids = x[0] if len(x) == 1 else np.concatenate(x)
         if end in dense or len(ids) >= DENSE_CLASS:
-            dense[end] = _set_bits(dense[end].copy() if end in dense else np.zeros(words, np.uint32), ids)
+            bits = _ids_to_bits(ids, words)
+            dense[end] = dense[end] | bits if end in dense else bits
         else:
             sparse_ids[end] = ids if len(x) == 1 else _readonly(np.sort(ids))
     return Outcome(
@@ -955,8 +959,9 @@ def _pack(flags: np.ndarray) -> np.ndarray:
 def _delta_rows(rows: np.ndarray, near: int = 32) -> dict[str, np.ndarray]:
     """Bitset rows for a cache file, mostly as differences: taken in order of their token
     counts, each row is the tokens where it differs from the closest of the ``near`` rows
-    before it (masks of related contexts differ in a few tokens: SQL at 262k tokens, 503 rows
-    of 32 KiB, median 17 tokens apart), or the row itself where that is smaller."""
+    before it (masks of related contexts differ in a few tokens: SQL at 262k tokens has 503
+    rows of 32 KiB, a median 5 tokens from the closest other one), or the row itself where
+    that is smaller."""
     words = rows.shape[1]
     order = np.argsort(np.bitwise_count(rows).sum(axis=1), kind="stable")
     base, whole, flips = [], [], []
@@ -989,8 +994,7 @@ def _undelta_rows(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
             w += 1
         else:
             row = stored[b].copy()
-            ids = flips[flip_starts[f]:flip_starts[f + 1]].astype(np.int64)
-            np.bitwise_xor.at(row, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
+            np.bitwise_xor.at(row, *_word_bits(flips[flip_starts[f]:flip_starts[f + 1]]))
             row = _readonly(row)
             f += 1
         stored.append(row)
@@ -1018,13 +1022,18 @@ def _ids_to_bits(ids: np.ndarray, words: int) -> np.ndarray:
 def _set_bits(bits: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Set the bits of token ids in ``bits`` (uint32 [words]); returns ``bits``."""
     if len(ids) * 2 < len(bits):   # few tokens: one by one
-        ids = np.asarray(ids, np.int64)
-        np.bitwise_or.at(bits, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
+        np.bitwise_or.at(bits, *_word_bits(ids))
     else:                          # many: a flag per token, packed
         flags = np.zeros(len(bits) * 32, dtype=bool)
         flags[ids] = True
         bits |= _pack(flags)
     return bits
+
+
+def _word_bits(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For token ids: the index of the bitset word each is in, and its bit there."""
+    ids = np.asarray(ids, np.int64)
+    return ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32))
 
 
 def _bits_to_ids(bits: np.ndarray) -> np.ndarray:
