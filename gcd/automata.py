@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gcd.cache import LRU, ArrayPool
-from gcd.parser import Config
+from gcd.parser import Config, bit_indices
 from gcd.recognizer import RawLex, Recognizer, State
 from gcd.vocab import Vocabulary
 
@@ -83,6 +83,7 @@ class TokenGroups:
         self._ids: list[np.ndarray | None] = []       # sorted token ids (None: derive from _bits)
         self._offsets: list[np.ndarray | int] = []    # per token, or one offset for all
         self._whole: dict[int, bool] = {}             # group -> is_whole, as asked
+        self._sizes: dict[int, int] = {}              # group -> its size, as asked, for bitset groups
         self._split: dict[int, list] = {}             # group -> by_first_byte, as asked
         self._flat, self._token_starts = vocab.flat_bytes, vocab.token_starts
         self._bits: list[np.ndarray | None] = []
@@ -107,10 +108,20 @@ class TokenGroups:
                 self._derived.put(group, ids, ids.nbytes)
         return ids
 
+    def size(self, group: int) -> int:
+        """How many tokens the group has (without deriving the ids of a bitset group)."""
+        ids = self._ids[group]
+        if ids is not None:
+            return len(ids)
+        size = self._sizes.get(group)
+        if size is None:
+            size = self._sizes[group] = int(np.bitwise_count(self._bits[group]).sum())
+        return size
+
     def offsets(self, group: int) -> np.ndarray:
         offsets = self._offsets[group]
         if isinstance(offsets, int):
-            return np.full(len(self.ids(group)), offsets, self.offset_dtype)
+            return np.full(self.size(group), offsets, self.offset_dtype)
         return offsets
 
     def is_whole(self, group: int) -> bool:
@@ -301,11 +312,10 @@ class _TokenSets:
 
 class TokenAutomata:
     """Lazily built token-level automata of one grammar over one vocabulary. Safe to use from
-    several threads. Its caches share ``cache_bytes``: outcomes 5/16, the lexer moves of whole
-    tokens 1/16, masks by configuration 1/8 (those the trie cannot hold), the stack-top trie
-    3/8 (its levels and the distinct masks they hold), decoding masks 1/8 (and derived token
-    ids 1/8, in ``TokenGroups``); decoding steps keep one entry per 4 KiB of it (see
-    ``GrammarCompiler``)."""
+    several threads. Its caches share ``cache_bytes``: outcomes 3/8, masks by configuration
+    1/8 (those the trie cannot hold), the stack-top trie 3/8 (its levels and the distinct
+    masks they hold), decoding masks 1/8 (and derived token ids 1/8, in ``TokenGroups``);
+    decoding steps and lexer moves keep one entry per 4 KiB of it each (see ``GrammarCompiler``)."""
 
     def __init__(self, recognizer: Recognizer, vocab: Vocabulary, cache_bytes: int = 512 << 20,
                  shared_groups: dict[str, np.ndarray] | None = None) -> None:
@@ -319,8 +329,8 @@ class TokenAutomata:
         self._lengths = vocab.lengths.astype(np.int32)
         self._token_bytes = vocab.tokens
         items = max(64, cache_bytes // 4096)
-        self._outcomes = LRU(items, max_bytes=cache_bytes * 5 // 16)  # (raw lex, group) -> Outcome
-        self._moves = LRU(items, max_bytes=cache_bytes // 16)         # lexer state -> [V] (see _moves_from)
+        self._outcomes = LRU(items, max_bytes=cache_bytes * 3 // 8)   # (raw lex, group) -> Outcome
+        self._moves = LRU(items)                                      # (lexer state, token) -> lexer state (see move)
         self._masks = LRU(items, max_bytes=cache_bytes // 8)          # (config, raw lex, group) -> (bits, floor)
         pool = self._pool = ArrayPool()                               # the trie's masks, each held once
         self._trie = LRU(items, max_bytes=cache_bytes * 3 // 8, held=lambda: pool.nbytes)   # see _trie_get
@@ -358,7 +368,7 @@ class TokenAutomata:
         config, (s, fallback) = state
         rec = self.recognizer
         if fallback is None:
-            end = int(self._moves_from(s)[token])
+            end = self.move(s, token)
             if end >= 0:   # no lexeme the parser sees ends inside the token: only the lexer moves
                 return (config, (end, None)) if allowed or rec.is_viable_raw(config, (end, None))[0] else None
         key = (state, token)
@@ -370,26 +380,30 @@ class TokenAutomata:
             self._steps.put(key, nxt)
         return nxt
 
-    def _moves_from(self, s: int) -> np.ndarray:
-        """[V]: the lexer state each token leads to from lexer state ``s`` (no fallback) where
-        it ends no lexeme but ignored ones and leaves no earlier match pending (its class ends
-        in a raw state without ``last``); -1 for the other tokens. For those tokens the parser
-        configuration stays as it is: ``Recognizer.advance`` gives the same state. int16 while
-        the lexer has fewer than 2^15 states."""
-        moves = self._moves.get(s)
-        if moves is None:
+    def move(self, s: int, token: int) -> int:
+        """The lexer state ``token`` leads to from lexer state ``s`` (no fallback) where it ends
+        no lexeme but ignored ones and leaves no earlier match pending (its class ends in a raw
+        state without ``last``); -1 for other tokens. For those tokens the parser configuration
+        stays as it is: ``Recognizer.advance`` gives the same state. Read off the classes of
+        the vocabulary's outcome from ``s`` (the token's bit in each dense one, then the sparse
+        ones), memoised per (state, token)."""
+        key = (s, token)
+        end = self._moves.get(key)
+        if end is None:
             out = self.outcome((s, None), 0)
-            dtype = np.int16 if self.recognizer.lexer.n_states < 1 << 15 else np.int32
-            moves = np.full(self.words * 32, -1, dtype)
-            for (t, last), bits in zip(out.dense_ends, out.dense_bits):
-                if last is None:
-                    moves[_bits_to_ids(bits)] = t
-            for (t, last), ids in zip(out.sparse_ends, out.sparse_ids):
-                if last is None:
-                    moves[ids] = t
-            moves = _readonly(moves)
-            self._moves.put(s, moves, moves.nbytes)
-        return moves
+            row = np.flatnonzero(out.dense_bits[:, token >> 5] >> np.uint32(token & 31) & 1)
+            if len(row):
+                lex = out.dense_ends[int(row[0])]
+            else:
+                lex = None
+                if out.sparse_ids:
+                    at = np.flatnonzero(np.concatenate(out.sparse_ids) == token)
+                    if len(at):
+                        sizes = np.cumsum([len(ids) for ids in out.sparse_ids])
+                        lex = out.sparse_ends[int(np.searchsorted(sizes, at[0], side="right"))]
+            end = lex[0] if lex is not None and lex[1] is None else -1
+            self._moves.put(key, end)
+        return end
 
     def token_ends(self, s: int) -> list[int]:
         """The lexer states whole tokens end in from lexer state ``s`` (no lexeme ending inside
@@ -550,12 +564,11 @@ class TokenAutomata:
         floor = min(floor, f)
         if state is None:
             return None, floor
-        ids = groups.ids(emit.group)
-        if len(ids) > SMALL_GROUP:
+        if groups.size(emit.group) > SMALL_GROUP:
             m, f = self.group_mask(state[0], state[1], emit.group)
             return m, min(floor, f)
         m = np.zeros(self.words, dtype=np.uint32)
-        for token, offset in zip(ids.tolist(), groups.offsets(emit.group).tolist()):
+        for token, offset in zip(groups.ids(emit.group).tolist(), groups.offsets(emit.group).tolist()):
             end, f = rec.advance_raw(state[0], state[1], self._token_bytes[token][offset:])
             floor = min(floor, f)
             if end is not None:
@@ -571,7 +584,7 @@ class TokenAutomata:
         out = self._outcomes.get(key)
         if out is None:
             at_start = self.recognizer.lexer.is_start(lex[0])
-            if group == 0 or (at_start and len(self.groups.ids(group)) >= SPLIT_GROUP):
+            if group == 0 or (at_start and self.groups.size(group) >= SPLIT_GROUP):
                 out = self._by_first_byte(lex, group)
             else:
                 out = self._lex_group(lex, group)
@@ -748,7 +761,7 @@ class TokenAutomata:
         for config in queue:
             takes = parser.next_terminals(config)[0] & ~rec.ignore_mask & ~(1 << parser.end)
             tried = set()
-            for t in _bits(takes):
+            for t in bit_indices(takes):
                 if classes[t] in tried:  # interchangeable terminals lead to the same configuration
                     continue
                 tried.add(classes[t])
@@ -770,7 +783,7 @@ class TokenAutomata:
         config, out = parser.initial, []
         for _ in range(length):
             takes = parser.next_terminals(config)[0] & ~rec.ignore_mask & ~(1 << parser.end)
-            options = list({classes[t]: t for t in _bits(takes)}.values())
+            options = list({classes[t]: t for t in bit_indices(takes)}.values())
             if not options:
                 break
             config, _ = parser.advance(config, rng.choice(options))
@@ -927,16 +940,6 @@ def _concat(parts: list[Outcome], words: int, emits: tuple) -> Outcome:
         sparse_ends=tuple(sparse_ids), sparse_ids=tuple(sparse_ids.values()), emits=emits)
 
 
-def _bits(mask: int):
-    """The indices of the set bits of ``mask``, ascending."""
-    i = 0
-    while mask:
-        low = mask & -mask
-        i = low.bit_length() - 1
-        yield i
-        mask ^= low
-
-
 def shape(config: Config) -> frozenset:
     """The top three stack states of each stack of ``config``: configurations of one shape
     rarely lead anywhere new."""
@@ -1037,7 +1040,7 @@ def _word_bits(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bits_to_ids(bits: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.unpackbits(bits.view(np.uint8), bitorder="little")).astype(np.int32)
+    return np.flatnonzero(np.unpackbits(bits.view(np.uint8), bitorder="little").view(bool)).astype(np.int32)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from gcd.parser import ParseTable
 from gcd.recognizer import Recognizer
 from gcd.vocab import Vocabulary
 
-CACHE_FORMAT = 6   # the layout of a cache file; the source digest covers the code that reads it
+CACHE_FORMAT = 7   # the layout of a cache file; the source digest covers the code that reads it
 _VOCAB_ARRAYS = ("flat_bytes", "token_starts", "lengths")
 
 
@@ -304,7 +304,7 @@ class GrammarCompiler:
 
     def _precompute(self, automata: TokenAutomata, deadline: float) -> None:
         """Until the deadline: lex the vocabulary from the lexeme starts of the first parser
-        configurations (breadth-first), warm their masks, lex it from the lexeme starts random
+        configurations (breadth-first) and of every parser state, warm the first ones' masks, lex it from the lexeme starts random
         walks meet, then from the mid-lexeme states tokens end in, warm the masks of the first
         configurations inside a lexeme (in a key, a number, whitespace: where most tokens leave
         the text), then the masks along random walks."""
@@ -312,7 +312,7 @@ class GrammarCompiler:
 
         rec = automata.recognizer
         configs = automata.explore(self.explore_configs)
-        starts = list(dict.fromkeys(rec.lexeme_start(c)[0] for c in configs))
+        starts = list(dict.fromkeys([rec.lexeme_start(c)[0] for c in configs] + rec.lexeme_starts()))
         warm = configs[: self.warm_masks]
         with tqdm(total=len(starts) + 2 * len(warm), desc="gcd: compiling grammar", delay=1.0,
                   disable=not self.progress, leave=False) as bar:

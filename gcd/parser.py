@@ -1,9 +1,9 @@
-"""LR parse tables (LALR(1) lookaheads, conflicts kept) and a GLR recogniser over them.
+"""Canonical LR(1) parse tables (conflicts kept) and a GLR recogniser over them.
 
 A parser *configuration* is the set of LR stacks the input so far allows, kept as a
 graph-structured stack: its top nodes, one per LR state, each node holding its state and
 the nodes below it. For a conflict-free grammar a configuration is a single stack and this
-is plain LALR(1) parsing; where the table has conflicts, every stack is kept, with shared
+is plain LR(1) parsing; where the table has conflicts, every stack is kept, with shared
 structure, so any context-free grammar is recognised in polynomial time. Nodes are
 interned (equal structure, same object) and immutable, so configurations are cheap to
 hash, share and use as cache keys. A node below another that it *covers* (same state, and
@@ -20,9 +20,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass
 
-from lark.common import ParserConf
-from lark.grammar import Rule, Terminal
-from lark.parsers.lalr_analysis import LALR_Analyzer
+from lark.grammar import Rule
 
 from gcd.cache import LRU
 
@@ -92,72 +90,144 @@ def terminal_classes(rules: list[Rule], terminal_names: list[str]) -> list[int]:
 
 
 def build_parse_table(rules: list[Rule], terminal_names: list[str], start: str) -> ParseTable:
-    """LALR(1) table for ``rules`` (Lark rules) over terminal classes, keeping every conflicting action."""
+    """Canonical LR(1) table for ``rules`` (Lark rules) over terminal classes, keeping every
+    conflicting action. Its ``conflicts`` are those of the LALR(1) table (these states merged
+    by their LR(0) cores): the ones Lark's LALR parser meets.
+
+    Canonical states are exact: a terminal has an action in the state on top of a stack iff
+    the input so far can go on with it (every nonterminal deriving some text), so the parser
+    answers "what can come next" from the top state alone, where LALR(1) states, merged,
+    reduce on lookaheads that fail further down the stack."""
     representative = terminal_classes(rules, terminal_names)
     reps = sorted(set(representative))
-    class_of = {r: c for c, r in enumerate(reps)}
-    terminal_class = tuple(class_of[r] for r in representative)
-    rep_terminal = {n: Terminal(terminal_names[representative[i]]) for i, n in enumerate(terminal_names)}
-    class_rules, seen = [], set()
-    for r in rules:  # the rules over classes: each terminal replaced by its class's first terminal
-        expansion = [rep_terminal[s.name] if s.is_term else s for s in r.expansion]
-        key = (r.origin.name, tuple(s.name for s in expansion))
-        if key not in seen:
-            seen.add(key)
-            class_rules.append(Rule(r.origin, expansion, order=len(class_rules), alias=r.alias, options=r.options))
-    analyzer = LALR_Analyzer(ParserConf(class_rules, {}, [start]))
-    analyzer.compute_lr0_states()
-    analyzer.compute_reads_relations()
-    analyzer.compute_includes_lookback()
-    analyzer.compute_lookaheads()
-
+    class_of = {terminal_names[r]: c for c, r in enumerate(reps)}
+    terminal_class = tuple(class_of[terminal_names[r]] for r in representative)
+    by_name = {n: terminal_class[i] for i, n in enumerate(terminal_names)}
     names = [terminal_names[r] for r in reps] + [END]
-    term_index = {n: i for i, n in enumerate(names)}
-    root = analyzer.lr0_start_states[start]
-    root_name = "$root_" + start
-    order, index = [root], {root: 0}
-    for itemset in order:  # BFS numbering: deterministic across processes
-        for sym in sorted(itemset.transitions, key=lambda s: (not s.is_term, s.name)):
-            nxt = itemset.transitions[sym]
-            if nxt not in index:
-                index[nxt] = len(order)
-                order.append(nxt)
+    end = len(names) - 1
+    # rule 0 is the root, start -> the rules' start symbol; symbols are class indices or names
+    lhs: list[str] = ["$root_" + start]
+    bodies: list[tuple] = [(start,)]
+    seen = set()
+    for r in rules:
+        body = tuple(by_name[s.name] if s.is_term else s.name for s in r.expansion)
+        if (r.origin.name, body) not in seen:
+            seen.add((r.origin.name, body))
+            lhs.append(r.origin.name)
+            bodies.append(body)
+    first, nullable = _first_sets(lhs, bodies)
+    of_lhs: dict[str, list[int]] = {}
+    for i, name in enumerate(lhs):
+        of_lhs.setdefault(name, []).append(i)
+    # for each item (rule, dot) before a nonterminal: it, the FIRST of what follows it, and
+    # whether what follows can be empty (then the item's own lookaheads follow it too)
+    before: dict[tuple[int, int], tuple[str, int, bool]] = {}
+    for r, body in enumerate(bodies):
+        for d, sym in enumerate(body):
+            if isinstance(sym, str):
+                f, empty = 0, True
+                for x in body[d + 1:]:
+                    f |= 1 << x if isinstance(x, int) else first[x]
+                    if isinstance(x, int) or x not in nullable:
+                        empty = False
+                        break
+                before[(r, d)] = (sym, f, empty)
 
-    rule_index: dict[Rule, int] = {}
-    rule_list: list[Rule] = []
-    actions, gotos, conflicts = [], [], []
-    for itemset in order:
+    def closure(kernel: dict) -> dict:
+        items, work = dict(kernel), list(kernel)
+        while work:
+            item = work.pop()
+            hit = before.get(item)
+            if hit is None:
+                continue
+            sym, la, empty = hit
+            if empty:
+                la |= items[item]
+            for r in of_lhs.get(sym, ()):
+                old = items.get((r, 0), 0)
+                if old | la != old:
+                    items[(r, 0)] = old | la
+                    work.append((r, 0))
+        return items
+
+    kernels = [frozenset({((0, 0), 1 << end)})]
+    index = {kernels[0]: 0}
+    actions, gotos = [], []
+    cores: dict[frozenset, dict[int, set]] = {}   # LR(0) core -> class -> {"shift"} | reduced rules
+    for state, kernel in enumerate(kernels):
+        items = closure(dict(kernel))
+        moves: dict[object, dict] = {}
         acts: dict[int, list[int]] = {}
-        gos: dict[str, int] = {}
-        for sym, nxt in sorted(itemset.transitions.items(), key=lambda kv: kv[0].name):
-            if sym.is_term:
-                acts.setdefault(term_index[sym.name], []).append(index[nxt])
+        merged = cores.setdefault(frozenset(item for item, _ in kernel), {})
+        for (r, d), la in items.items():
+            if d < len(bodies[r]):
+                target = moves.setdefault(bodies[r][d], {})
+                target[(r, d + 1)] = target.get((r, d + 1), 0) | la
+            elif r == 0:
+                acts.setdefault(end, []).append(state)   # accept: $END is shifted onto this state
+                merged.setdefault(end, set()).add("shift")
             else:
-                gos[str(sym.name)] = index[nxt]
-        if any(rp.is_satisfied and rp.rule.origin.name == root_name for rp in itemset.closure):
-            acts.setdefault(term_index[END], []).append(index[itemset])  # accept: shift $END
-        for la, las_rules in sorted(itemset.lookaheads.items(), key=lambda kv: kv[0].name):
-            for rule in sorted(las_rules, key=str):
-                if rule not in rule_index:
-                    rule_index[rule] = len(rule_list)
-                    rule_list.append(rule)
-                acts.setdefault(term_index[la.name], []).append(-(rule_index[rule] + 1))
-        for t, a in acts.items():
-            if len(a) > 1:
-                kinds = ["shift" if x >= 0 else f"reduce {_rule_text(rule_list[-x - 1])}" for x in a]
-                conflicts.append(f"on {names[t]}: " + " / ".join(kinds))
-        actions.append({t: tuple(a) for t, a in sorted(acts.items())})
+                for c in bit_indices(la):
+                    acts.setdefault(c, []).append(-r)   # reduce rule r - 1 (rule 0 is the root)
+                    merged.setdefault(c, set()).add(r)
+        gos: dict[str, int] = {}
+        for sym in sorted(moves, key=lambda x: (isinstance(x, str), x if isinstance(x, int) else 0, str(x))):
+            key = frozenset(moves[sym].items())
+            target = index.setdefault(key, len(kernels))
+            if target == len(kernels):
+                kernels.append(key)
+            if isinstance(sym, int):
+                acts.setdefault(sym, []).append(target)
+                merged.setdefault(sym, set()).add("shift")
+            else:
+                gos[sym] = target
+        actions.append({c: tuple(sorted(a, key=lambda x: (x < 0, abs(x)))) for c, a in sorted(acts.items())})
         gotos.append(gos)
+    conflicts = []
+    for merged in cores.values():
+        for c, kinds in sorted(merged.items()):
+            if len(kinds) > 1:
+                reduces = sorted(f"reduce {lhs[k]} -> {_body_text(bodies[k], names)}" for k in kinds if k != "shift")
+                conflicts.append(f"on {names[c]}: " + " / ".join(["shift"] * ("shift" in kinds) + reduces))
     return ParseTable(
         terminal_names=tuple(terminal_names), terminal_class=terminal_class, class_names=tuple(names),
         actions=tuple(actions), gotos=tuple(gotos),
-        rule_len=tuple(len(r.expansion) for r in rule_list),
-        rule_lhs=tuple(str(r.origin.name) for r in rule_list),
+        rule_len=tuple(len(b) for b in bodies[1:]), rule_lhs=tuple(lhs[1:]),
         start_state=0, conflicts=tuple(conflicts))
 
 
-def _rule_text(rule: Rule) -> str:
-    return f"{rule.origin.name} -> {' '.join(s.name for s in rule.expansion) or '<empty>'}"
+def _first_sets(lhs: list[str], bodies: list[tuple]) -> tuple[dict[str, int], set[str]]:
+    """FIRST (a class mask) of each nonterminal, and the nonterminals that derive the empty text."""
+    first = {name: 0 for name in lhs}
+    nullable: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, body in zip(lhs, bodies):
+            f, empty = first[name], True
+            for x in body:
+                f |= 1 << x if isinstance(x, int) else first.get(x, 0)
+                if isinstance(x, int) or x not in nullable:
+                    empty = False
+                    break
+            if f != first[name]:
+                first[name], changed = f, True
+            if empty and name not in nullable:
+                nullable.add(name)
+                changed = True
+    return first, nullable
+
+
+def bit_indices(mask: int):
+    """The indices of the set bits of ``mask``, ascending."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+def _body_text(body: tuple, names: list[str]) -> str:
+    return " ".join(names[x] if isinstance(x, int) else x for x in body) or "<empty>"
 
 
 class Node:
@@ -187,7 +257,6 @@ class Parser:
         self._nodes: dict[tuple, weakref.ref] = {}   # (state, parents) -> its node while one lives
         self._advance = LRU(cache_items)     # (config, class) -> (config, floor)
         self._next = LRU(cache_items)        # config -> (terminal mask, floor)
-        self._takes = LRU(cache_items)       # (node, candidate classes) -> (class mask, floor)
         self._cover = LRU(cache_items)       # (node, node) -> bool
         self._expanded = LRU(cache_items)    # class mask -> terminal mask
         self._class = table.terminal_class
@@ -196,22 +265,7 @@ class Parser:
             self._class_terminals[c] |= 1 << t
         self._class_terminals[table.end] = 1 << self.end
         self.initial: Config = frozenset([self._node(table.start_state, ())])
-        # per state: classes with an action, those it shifts, and for each rule it reduces,
-        # the classes that do
-        self._expected: list[int] = []
-        self._shifts: list[int] = []
-        self._reduces: list[list[tuple[int, int]]] = []
-        for acts in table.actions:
-            self._expected.append(sum(1 << t for t in acts))
-            shifts, reduces = 0, {}
-            for t, options in acts.items():
-                for a in options:
-                    if a >= 0:
-                        shifts |= 1 << t
-                    else:
-                        reduces[-a - 1] = reduces.get(-a - 1, 0) | 1 << t
-            self._shifts.append(shifts)
-            self._reduces.append(list(reduces.items()))
+        self._takes = [sum(1 << c for c in acts) for acts in table.actions]   # per state: classes with an action
 
     def __getstate__(self) -> dict:
         return {"table": self.table}
@@ -245,34 +299,25 @@ class Parser:
 
     def next_terminals(self, config: Config) -> tuple[int, int]:
         """Bitmask of the terminals that ``config`` can take next (bit ``self.end``: the end of
-        the input), and the floor read."""
+        the input), and the floor read: the top states alone answer (see ``build_parse_table``)."""
         hit = self._next.get(config)
         if hit is None:
-            mask, floor = 0, min([node.height for node in config])
+            mask = 0
             for node in config:
-                m, f = self._node_takes(node, self._expected[node.state] & ~mask)
-                mask, floor = mask | m, min(floor, f)
-            hit = (self._terminals(mask), floor)
+                mask |= self._takes[node.state]
+            hit = (self._terminals(mask), min([node.height for node in config]))
             self._next.put(config, hit)
         return hit
 
-    def is_accepting(self, config: Config) -> tuple[bool, int]:
-        """Can the input end here? And the floor read (the reductions on $END alone: inside a
-        nested construct there are none)."""
-        end, floor = 1 << self.table.end, min([node.height for node in config])
-        for node in config:
-            m, f = self._node_takes(node, end)
-            floor = min(floor, f)
-            if m:
-                return True, floor
-        return False, floor
+    def terminal_sets(self) -> list[int]:
+        """The distinct sets of terminals (bitmasks) a single stack can take next: one per
+        state, whatever lies below it."""
+        return [self._terminals(mask) for mask in dict.fromkeys(self._takes)]
 
-    def expected(self, config: Config) -> int:
-        """Terminals with an action in some top state (what Lark's contextual lexer admits)."""
-        mask = 0
-        for node in config:
-            mask |= self._expected[node.state]
-        return self._terminals(mask)
+    def is_accepting(self, config: Config) -> tuple[bool, int]:
+        """Can the input end here? And the floor read (the top states alone)."""
+        end = 1 << self.table.end
+        return any(self._takes[node.state] & end for node in config), min([node.height for node in config])
 
     def _terminals(self, classes: int) -> int:
         """The terminals of a class mask."""
@@ -392,36 +437,6 @@ class Parser:
             hit = all(any(self._covers(q, p, depth + 1) for q in v.parents if q.state == p.state)
                       for p in u.parents)
             self._cover.put(key, hit)
-        return hit
-
-    def _node_takes(self, node: Node, candidates: int) -> tuple[int, int]:
-        """Which of ``candidates`` can be shifted on the stacks of ``node`` (after reductions),
-        and the floor read. Terminals that share a reduction are carried through it together."""
-        key = (node, candidates)
-        hit = self._takes.get(key)
-        if hit is not None:
-            return hit
-        gotos, rule_len, rule_lhs = self.table.gotos, self.table.rule_len, self.table.rule_lhs
-        out, floor = 0, node.height
-        # the nodes pushed while looking are not interned: no configuration holds them
-        stack, seen = [(node, candidates)], set()
-        while stack:
-            n, cands = stack.pop()
-            out |= cands & self._shifts[n.state]
-            for r, rmask in self._reduces[n.state]:
-                m = rmask & cands & ~out
-                if not m:
-                    continue
-                k, lhs = rule_len[r], rule_lhs[r]
-                for u in _below(n, k):
-                    if u.height < floor:
-                        floor = u.height
-                    pushed = (gotos[u.state][lhs], u, m)
-                    if pushed not in seen:
-                        seen.add(pushed)
-                        stack.append((Node(pushed[0], (u,)), m))
-        hit = (out, floor)
-        self._takes.put(key, hit)
         return hit
 
 

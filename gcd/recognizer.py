@@ -63,6 +63,10 @@ class Recognizer:
         mask, floor = self.parser.next_terminals(config)
         return (self.lexer.start(mask), None), floor
 
+    def lexeme_starts(self) -> list[LexState]:
+        """The lexer states at the start of a lexeme that a single parser stack can lead to."""
+        return list(dict.fromkeys((self.lexer.start(mask), None) for mask in self.parser.terminal_sets()))
+
     def advance_parser(self, config: Config, terminal: int) -> tuple[Config | None, int]:
         """The parser after a completed lexeme (unchanged for ignored terminals); None if rejected."""
         if self.ignore_mask >> terminal & 1:

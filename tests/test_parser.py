@@ -101,3 +101,49 @@ def test_terminal_classes_merge_only_interchangeable_terminals():
     assert pal["A"] != pal["B"]
     assert gcd.Grammar('start: pal\npal: "a" pal "a" | "b" pal "b" |\n').accepts("abba")
     assert not gcd.Grammar('start: pal\npal: "a" pal "a" | "b" pal "b" |\n').accepts("abab")
+
+
+@pytest.mark.parametrize("name", ["sql", "sums"])
+def test_the_top_state_alone_says_what_can_come_next(name, sql_grammar):
+    """Canonical LR(1) states are exact: along random walks, the terminals the top states take
+    are those ``advance`` (reductions down the stack, then the shift) accepts, and answering
+    reads no state below the top."""
+    grammar = sql_grammar if name == "sql" else gcd.Grammar(AMBIGUOUS["sums"])
+    parser = grammar.recognizer.parser
+    n_terminals = len(parser.table.terminal_names)
+    rng = random.Random(1)
+    checked = 0
+    for _ in range(30):
+        config = parser.initial
+        for _ in range(40):
+            takes, floor = parser.next_terminals(config)
+            assert floor == min(node.height for node in config)
+            advances = {t for t in range(n_terminals) if parser.advance(config, t)[0]}
+            assert advances == {t for t in range(n_terminals) if takes >> t & 1}
+            assert parser.is_accepting(config)[0] == bool(takes >> parser.end & 1)
+            checked += 1
+            if not advances:
+                break
+            config = parser.advance(config, rng.choice(sorted(advances)))[0]
+    assert checked > 600
+
+
+def test_a_grammar_lr1_but_not_lalr1_is_parsed_without_forks():
+    """Merging the states after ``a x`` and ``b x`` (LALR) makes a reduce/reduce conflict that
+    the canonical states do not have: gcd reports the grammar as not LALR(1) (Lark's LALR
+    parser refuses it) and parses it with one stack."""
+    text = 'start: "a" e "c" | "a" f "d" | "b" f "c" | "b" e "d"\ne: "x"\nf: "x"\n'
+    grammar = gcd.Grammar(text)
+    table = grammar.recognizer.parser.table
+    assert not grammar.is_lalr and all("reduce e -> X / reduce f -> X" in c for c in table.conflicts)
+    assert all(len(options) == 1 for acts in table.actions for options in acts.values())
+    for word in ["axc", "axd", "bxc", "bxd"]:
+        assert grammar.accepts(word)
+    for word in ["ax", "axx", "abc", "xc", "axcd"]:
+        assert not grammar.accepts(word)
+    compiled = gcd.GrammarCompiler(gcd.Vocabulary([b"a", b"x", b"c", b"d", b"xc", b"b", None], eos_token_id=6),
+                                   cache=False, progress=False).compile(grammar)
+    m = compiled.matcher()
+    assert m.consume_token(0) and sorted(m.allowed_token_ids().tolist()) == [1, 4]
+    assert m.consume_token(1) and sorted(m.allowed_token_ids().tolist()) == [2, 3]
+    assert len(m._state[0]) == 1
