@@ -445,16 +445,16 @@ class TokenAutomata:
         """The tokens of ``group`` whose rests keep the text viable from ``(config, lex)``,
         and the floor read; cached in the stack-top trie, or where the stack is not a single
         one down to the floor, by the exact configuration."""
-        exact = (config, lex, group)
-        hit = self._masks.get(exact)
-        if hit is not None:
-            return hit
         top = next(iter(config))
         chain = len(config) == 1
         if chain:
             hit, keys, node = self._trie_get(lex, group, top)
             if hit is not None:
                 return hit
+        exact = (config, lex, group)
+        hit = self._masks.get(exact)
+        if hit is not None:
+            return hit
         bits, floor = self._compute_mask(config, lex, group)
         self.computed += 1
         bits = self._pool.share(_readonly(bits)) if bits.any() else self._nothing

@@ -114,7 +114,7 @@ class ArrayPool:
         self._lock = threading.RLock()   # re-entered by a release that happens while it is held
 
     def share(self, array: np.ndarray) -> np.ndarray:
-        key = hash(array.tobytes())
+        key = _digest(array)
         with self._lock:
             for ref in list(self._arrays.get(key, ())):
                 kept = ref()
@@ -134,3 +134,13 @@ class ArrayPool:
                     if not refs:
                         del self._arrays[key]
         return forget
+
+
+def _digest(array: np.ndarray) -> int:
+    """A hash of an array's contents; for integers its size, XOR and sum (a few times faster
+    than hashing its bytes; equal arrays still share it, and ``share`` compares the rest)."""
+    flat = array.reshape(-1)
+    if flat.dtype.kind in "iu":
+        return hash((flat.dtype.str, flat.size, int(np.bitwise_xor.reduce(flat)), int(flat.sum(dtype=np.uint64))))
+    return hash(array.tobytes())
+

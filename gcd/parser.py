@@ -256,7 +256,7 @@ class Parser:
         self.end = len(table.terminal_names)   # the terminal index that stands for the end of the input
         self._nodes: dict[tuple, weakref.ref] = {}   # (state, parents) -> its node while one lives
         self._advance = LRU(cache_items)     # (config, class) -> (config, floor)
-        self._next = LRU(cache_items)        # config -> (terminal mask, floor)
+        self._next = LRU(cache_items)        # config of several stacks -> (terminal mask, floor)
         self._cover = LRU(cache_items)       # (node, node) -> bool
         self._expanded = LRU(cache_items)    # class mask -> terminal mask
         self._class = table.terminal_class
@@ -266,6 +266,7 @@ class Parser:
         self._class_terminals[table.end] = 1 << self.end
         self.initial: Config = frozenset([self._node(table.start_state, ())])
         self._takes = [sum(1 << c for c in acts) for acts in table.actions]   # per state: classes with an action
+        self._state_terminals = [self._terminals(mask) for mask in self._takes]   # and their terminals
 
     def __getstate__(self) -> dict:
         return {"table": self.table}
@@ -300,6 +301,9 @@ class Parser:
     def next_terminals(self, config: Config) -> tuple[int, int]:
         """Bitmask of the terminals that ``config`` can take next (bit ``self.end``: the end of
         the input), and the floor read: the top states alone answer (see ``build_parse_table``)."""
+        if len(config) == 1:   # one top state: its own set, no cache needed
+            node = next(iter(config))
+            return self._state_terminals[node.state], node.height
         hit = self._next.get(config)
         if hit is None:
             mask = 0
@@ -312,7 +316,7 @@ class Parser:
     def terminal_sets(self) -> list[int]:
         """The distinct sets of terminals (bitmasks) a single stack can take next: one per
         state, whatever lies below it."""
-        return [self._terminals(mask) for mask in dict.fromkeys(self._takes)]
+        return list(dict.fromkeys(self._state_terminals))
 
     def is_accepting(self, config: Config) -> tuple[bool, int]:
         """Can the input end here? And the floor read (the top states alone)."""
