@@ -333,7 +333,7 @@ class TokenAutomata:
         self._moves = LRU(items)                                      # (lexer state, token) -> lexer state (see move)
         self._masks = LRU(items, max_bytes=cache_bytes // 8)          # (config, raw lex, group) -> (bits, floor)
         pool = self._pool = ArrayPool()                               # the trie's masks, each held once
-        self._trie = LRU(items, max_bytes=cache_bytes * 3 // 8, held=lambda: pool.nbytes)   # see _trie_get
+        self._trie = LRU(items, max_bytes=cache_bytes * 3 // 8, held=lambda: pool.nbytes, entry_bytes=64)   # see _trie_get
         self._trie_ids = itertools.count()
         self._top = LRU(items, max_bytes=cache_bytes // 8)            # decoding state -> mask with EOS
         self._steps = LRU(items)                                      # (state, token) -> state | None
@@ -497,10 +497,10 @@ class TokenAutomata:
                 entry = self._trie.get(key)
                 if entry is None or entry[1] is not None:
                     entry = (next(self._trie_ids), None)
-                    self._trie.put(key, entry, 64)
+                    self._trie.put(key, entry)
                 node = node.parents[0]
                 key = (entry[0], node.state)
-        self._trie.put(key, (next(self._trie_ids), (bits, depth)), 64)   # its mask is counted in the pool
+        self._trie.put(key, (next(self._trie_ids), (bits, depth)))   # 64 bytes; its mask is counted in the pool
         return True
 
     def _trie_levels(self) -> list[tuple[int, int, RawLex | None, int, tuple | None]]:
@@ -845,7 +845,8 @@ class TokenAutomata:
         above, state, lex, group, found_row, depth = (arrays[f"trie.{n}"].tolist()
                                                       for n in ("above", "state", "lex", "group", "row", "depth"))
         keys = [(lexes[x], g, s) if a < 0 else (a, s) for a, s, x, g in zip(above, state, lex, group)]
-        found = [(i, None if r < 0 else (mask(r), d)) for i, r, d in zip(range(len(keys)), found_row, depth)]
+        masks = {r: mask(r) for r in set(found_row) if r >= 0}
+        found = [(i, None if r < 0 else (masks[r], d)) for i, r, d in zip(range(len(keys)), found_row, depth)]
         self._trie_ids = itertools.count(len(keys))   # restored levels are numbered by their index
         self._trie.load(keys, found, [64] * len(keys))
 

@@ -21,13 +21,15 @@ class LRU:
     garbage collector's work: it stops tracking tuples that hold no containers.
 
     ``held``: bytes its values hold outside the sizes given to ``put`` (arrays of an
-    ``ArrayPool`` that entries share), counted against ``max_bytes`` too.
+    ``ArrayPool`` that entries share), counted against ``max_bytes`` too. ``entry_bytes``:
+    what every entry costs, whatever ``put`` is told (no size is kept per entry).
     """
 
-    def __init__(self, max_items: int, max_bytes: int | None = None, held: Callable[[], int] | None = None) -> None:
+    def __init__(self, max_items: int, max_bytes: int | None = None, held: Callable[[], int] | None = None,
+                 entry_bytes: int | None = None) -> None:
         if max_items < 1:
             raise ValueError("an LRU needs room for one entry at least")
-        self.max_items, self.max_bytes, self._held = max_items, max_bytes, held
+        self.max_items, self.max_bytes, self._held, self.entry_bytes = max_items, max_bytes, held, entry_bytes
         self._data: OrderedDict[Hashable, Any] = OrderedDict()
         self._sizes: dict[Hashable, int] = {}   # the entries given a size, when bytes are bounded
         self._bytes = 0
@@ -38,7 +40,7 @@ class LRU:
 
     @property
     def nbytes(self) -> int:
-        return self._bytes
+        return self._bytes if self.entry_bytes is None else len(self._data) * self.entry_bytes
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         data = self._data
@@ -66,7 +68,7 @@ class LRU:
                     self._add(key, value, nbytes)
             else:   # into an empty cache (a restore): in bulk
                 self._data.update(zip(keys, values))
-                if self.max_bytes is not None:
+                if self.max_bytes is not None and self.entry_bytes is None:
                     self._sizes.update((key, nbytes) for key, nbytes in zip(keys, sizes) if nbytes)
                     self._bytes = sum(self._sizes.values())
             self._evict()
@@ -74,13 +76,13 @@ class LRU:
     def _add(self, key: Hashable, value: Any, nbytes: int) -> None:
         self._data[key] = value
         self._data.move_to_end(key)
-        if self.max_bytes is not None:
+        if self.max_bytes is not None and self.entry_bytes is None:
             self._bytes += nbytes - self._sizes.pop(key, 0)
             if nbytes:
                 self._sizes[key] = nbytes
 
     def _over_bytes(self) -> bool:
-        return self.max_bytes is not None and self._bytes + (self._held() if self._held else 0) > self.max_bytes
+        return self.max_bytes is not None and self.nbytes + (self._held() if self._held else 0) > self.max_bytes
 
     def _evict(self) -> None:
         while len(self._data) > self.max_items or (len(self._data) > 1 and self._over_bytes()):

@@ -266,7 +266,8 @@ class Parser:
         self._class_terminals[table.end] = 1 << self.end
         self.initial: Config = frozenset([self._node(table.start_state, ())])
         self._takes = [sum(1 << c for c in acts) for acts in table.actions]   # per state: classes with an action
-        self._state_terminals = [self._terminals(mask) for mask in self._takes]   # and their terminals
+        terminals = {mask: self._terminals(mask) for mask in set(self._takes)}
+        self._state_terminals = [terminals[mask] for mask in self._takes]   # and their terminals
 
     def __getstate__(self) -> dict:
         return {"table": self.table}
