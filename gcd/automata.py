@@ -392,15 +392,14 @@ class TokenAutomata:
         if end is None:
             out = self.outcome((s, None), 0)
             row = np.flatnonzero(out.dense_bits[:, token >> 5] >> np.uint32(token & 31) & 1)
+            at = np.flatnonzero(np.concatenate(out.sparse_ids) == token) if out.sparse_ids and not len(row) else ()
             if len(row):
                 lex = out.dense_ends[int(row[0])]
+            elif len(at):
+                sizes = np.cumsum([len(ids) for ids in out.sparse_ids])
+                lex = out.sparse_ends[int(np.searchsorted(sizes, at[0], side="right"))]
             else:
                 lex = None
-                if out.sparse_ids:
-                    at = np.flatnonzero(np.concatenate(out.sparse_ids) == token)
-                    if len(at):
-                        sizes = np.cumsum([len(ids) for ids in out.sparse_ids])
-                        lex = out.sparse_ends[int(np.searchsorted(sizes, at[0], side="right"))]
             end = lex[0] if lex is not None and lex[1] is None else -1
             self._moves.put(key, end)
         return end
@@ -819,17 +818,13 @@ class TokenAutomata:
         """Take what an ``export`` of automata for the same grammar, lexer and vocabulary holds."""
         self.groups.restore({k[len("groups."):]: v for k, v in arrays.items() if k.startswith("groups.")})
         as_bits, as_ids = _TokenSets.restore({k[len("sets."):]: v for k, v in arrays.items() if k.startswith("sets.")})
-        rows: dict[int, np.ndarray] = {}
 
         def row(k: int) -> np.ndarray:   # set k as a bitset
             return as_bits[k] if as_bits[k] is not None else _ids_to_bits(as_ids[k], self.words)
 
         def mask(k: int) -> np.ndarray:   # set k as a trie mask, held once
-            bits = rows.get(k)
-            if bits is None:
-                bits = row(k)
-                bits = rows[k] = self._pool.share(_readonly(bits)) if bits.any() else self._nothing
-            return bits
+            bits = row(k)
+            return self._pool.share(_readonly(bits)) if bits.any() else self._nothing
 
         keys, outcomes = [], []
         for lex, group, dense_ends, dense_sets, sparse_ends, sparse_sets, emits in meta["outcomes"]:

@@ -30,6 +30,7 @@ class LRU:
         if max_items < 1:
             raise ValueError("an LRU needs room for one entry at least")
         self.max_items, self.max_bytes, self._held, self.entry_bytes = max_items, max_bytes, held, entry_bytes
+        self._sized = max_bytes is not None and entry_bytes is None   # a size kept per entry
         self._data: OrderedDict[Hashable, Any] = OrderedDict()
         self._sizes: dict[Hashable, int] = {}   # the entries given a size, when bytes are bounded
         self._bytes = 0
@@ -68,7 +69,7 @@ class LRU:
                     self._add(key, value, nbytes)
             else:   # into an empty cache (a restore): in bulk
                 self._data.update(zip(keys, values))
-                if self.max_bytes is not None and self.entry_bytes is None:
+                if self._sized:
                     self._sizes.update((key, nbytes) for key, nbytes in zip(keys, sizes) if nbytes)
                     self._bytes = sum(self._sizes.values())
             self._evict()
@@ -76,7 +77,7 @@ class LRU:
     def _add(self, key: Hashable, value: Any, nbytes: int) -> None:
         self._data[key] = value
         self._data.move_to_end(key)
-        if self.max_bytes is not None and self.entry_bytes is None:
+        if self._sized:
             self._bytes += nbytes - self._sizes.pop(key, 0)
             if nbytes:
                 self._sizes[key] = nbytes

@@ -304,10 +304,10 @@ class GrammarCompiler:
 
     def _precompute(self, automata: TokenAutomata, deadline: float) -> None:
         """Until the deadline: lex the vocabulary from the lexeme starts of the first parser
-        configurations (breadth-first) and of every parser state, warm the first ones' masks, lex it from the lexeme starts random
-        walks meet, then from the mid-lexeme states tokens end in, warm the masks of the first
-        configurations inside a lexeme (in a key, a number, whitespace: where most tokens leave
-        the text), then the masks along random walks."""
+        configurations (breadth-first) and of every parser state, warm the first ones' masks,
+        lex it from the lexeme starts random walks meet, then from the mid-lexeme states tokens
+        end in, warm the masks of the first configurations inside a lexeme (in a key, a number,
+        whitespace: where most tokens leave the text), then the masks along random walks."""
         from tqdm.auto import tqdm
 
         rec = automata.recognizer

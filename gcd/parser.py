@@ -121,17 +121,8 @@ def build_parse_table(rules: list[Rule], terminal_names: list[str], start: str) 
         of_lhs.setdefault(name, []).append(i)
     # for each item (rule, dot) before a nonterminal: it, the FIRST of what follows it, and
     # whether what follows can be empty (then the item's own lookaheads follow it too)
-    before: dict[tuple[int, int], tuple[str, int, bool]] = {}
-    for r, body in enumerate(bodies):
-        for d, sym in enumerate(body):
-            if isinstance(sym, str):
-                f, empty = 0, True
-                for x in body[d + 1:]:
-                    f |= 1 << x if isinstance(x, int) else first[x]
-                    if isinstance(x, int) or x not in nullable:
-                        empty = False
-                        break
-                before[(r, d)] = (sym, f, empty)
+    before = {(r, d): (sym, *_first_of(body[d + 1:], first, nullable))
+              for r, body in enumerate(bodies) for d, sym in enumerate(body) if isinstance(sym, str)}
 
     def closure(kernel: dict) -> dict:
         items, work = dict(kernel), list(kernel)
@@ -204,18 +195,25 @@ def _first_sets(lhs: list[str], bodies: list[tuple]) -> tuple[dict[str, int], se
     while changed:
         changed = False
         for name, body in zip(lhs, bodies):
-            f, empty = first[name], True
-            for x in body:
-                f |= 1 << x if isinstance(x, int) else first.get(x, 0)
-                if isinstance(x, int) or x not in nullable:
-                    empty = False
-                    break
-            if f != first[name]:
-                first[name], changed = f, True
+            f, empty = _first_of(body, first, nullable)
+            if f | first[name] != first[name]:
+                first[name], changed = f | first[name], True
             if empty and name not in nullable:
                 nullable.add(name)
                 changed = True
     return first, nullable
+
+
+def _first_of(symbols: tuple, first: dict[str, int], nullable: set[str]) -> tuple[int, bool]:
+    """FIRST of a sequence of symbols (a class mask), and whether it can derive the empty text."""
+    f = 0
+    for x in symbols:
+        if isinstance(x, int):
+            return f | 1 << x, False
+        f |= first.get(x, 0)
+        if x not in nullable:
+            return f, False
+    return f, True
 
 
 def bit_indices(mask: int):
